@@ -1,0 +1,122 @@
+"""The STiCA loss (paper eq. 7): cross-modal NCE plus within-modal feature-crop NCE.
+
+Every function works on the *local* shard of the global batch. With `axis_name` set (inside
+`jax.shard_map` over the `data` mesh axis) the keys are all-gathered, so the negatives of each
+query are all other keys of the global batch, and the returned loss is the global mean
+(`pmean` of the local means — every shard holds the same number of samples). With
+`axis_name=None` the local batch is the global batch. Gradients flow through the gathered keys
+(all_gather's transpose) unless `detach_keys` (the official code's behaviour).
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from stica_jax.crops import FAMILIES
+
+
+def _global_keys(keys: jax.Array, axis_name: str | None, detach: bool
+                 ) -> tuple[jax.Array, jax.Array]:
+    """All keys of the global batch `[B_global, ...]` and the global index of local row 0."""
+    if detach:
+        keys = jax.lax.stop_gradient(keys)
+    if axis_name is None:
+        return keys, jnp.zeros((), jnp.int32)
+    offset = jax.lax.axis_index(axis_name) * keys.shape[0]
+    return jax.lax.all_gather(keys, axis_name, axis=0, tiled=True), offset
+
+
+def pairwise_nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
+                 axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+    """InfoNCE of every query set against every key set, averaged over the local batch.
+
+    Args:
+      queries: `[B, Q, D]` unit vectors; query set q of sample i has positive key i.
+      keys: `[B, K, D]` unit vectors; negatives are the other samples of key set k.
+    Returns:
+      `[Q, K]`: entry (q, k) is the mean over local samples i of
+      `-log softmax_j(<queries[i, q], keys[j, k]> / temperature)[i]`, j over the global batch.
+    """
+    all_keys, offset = _global_keys(keys, axis_name, detach_keys)
+    logits = jnp.einsum("iqd,jkd->qkij", queries.astype(jnp.float32),
+                        all_keys.astype(jnp.float32)) / temperature
+    labels = offset + jnp.arange(queries.shape[0])
+    positive = jnp.take_along_axis(logits, labels[None, None, :, None], axis=-1)[..., 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive, axis=-1)
+
+
+def nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
+        axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+    """InfoNCE of `[B, D]` queries against `[B, D]` keys (positive i ↔ i), local mean."""
+    return pairwise_nce(queries[:, None], keys[:, None], temperature=temperature,
+                        axis_name=axis_name, detach_keys=detach_keys)[0, 0]
+
+
+def cross_modal_nce(z_video: jax.Array, z_audio: jax.Array, *, temperature: float = 0.1,
+                    axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+    """`mean_v ½[NCE(v→a) + NCE(a→v)]` over the views `z_video [V, B, D]`, audio `[B, D]`."""
+    kw = dict(temperature=temperature, axis_name=axis_name, detach_keys=detach_keys)
+    terms = [0.5 * (nce(z_v, z_audio, **kw) + nce(z_audio, z_v, **kw)) for z_v in z_video]
+    return jnp.mean(jnp.stack(terms))
+
+
+def crop_nce_terms(large: jax.Array, small: jax.Array | None, *, temperature: float = 0.5,
+                   axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+    """All within-modal NCE terms of one crop family, as a flat vector (local means).
+
+    Args:
+      large: `[2, B, L, D]` large crops of view 1 and view 2.
+      small: `[B, S, D]` small crops of view 2, or None.
+    Returns:
+      `L·L` symmetric large↔large terms `½[NCE(v2_j→v1_l) + NCE(v1_l→v2_j)]`, then `S·L`
+      terms `NCE(v2 small_s → v1 large_l)`: every crop of view 2 is a query against every
+      large crop of view 1 (the keys).
+    """
+    kw = dict(temperature=temperature, axis_name=axis_name, detach_keys=detach_keys)
+    v1_large, v2_large = large[0], large[1]
+    large_large = 0.5 * (pairwise_nce(v2_large, v1_large, **kw)
+                         + pairwise_nce(v1_large, v2_large, **kw).T)
+    terms = [large_large.reshape(-1)]
+    if small is not None:
+        terms.append(pairwise_nce(small, v1_large, **kw).reshape(-1))
+    return jnp.concatenate(terms)
+
+
+def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
+               av_temperature: float = 0.1, crop_temperature: float = 0.5,
+               axis_name: str | None = None, detach_keys: bool = False
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`L = (1-α)·L_crops + α·L_av` (α = 0.5), or `L_av` alone when the model has no crops.
+
+    Args:
+      outputs: the dict returned by `STiCA.__call__` (local shard).
+    Returns:
+      The global-batch loss (identical on every device) and its terms for logging:
+      `loss_av`, `loss_crops`, `loss_crops_<family>`, and `av_top1` (top-1 accuracy of
+      retrieving each clip's audio among the global batch from its first view).
+    """
+    kw = dict(axis_name=axis_name, detach_keys=detach_keys)
+    loss_av = cross_modal_nce(outputs["video"], outputs["audio"], temperature=av_temperature,
+                              **kw)
+    aux = {"loss_av": loss_av}
+    crops = outputs.get("crops")
+    if crops:
+        per_family = {f: crop_nce_terms(crops[f]["large"], crops[f].get("small"),
+                                        temperature=crop_temperature, **kw)
+                      for f in FAMILIES if f in crops}
+        for f, terms in per_family.items():
+            aux[f"loss_crops_{f}"] = jnp.mean(terms)
+        # Every term weighs the same, as in the official sum(losses) / sum(counts).
+        loss_crops = jnp.mean(jnp.concatenate(list(per_family.values())))
+        aux["loss_crops"] = loss_crops
+        loss = (1.0 - cross_modal_weight) * loss_crops + cross_modal_weight * loss_av
+    else:
+        loss = loss_av
+    all_audio, offset = _global_keys(outputs["audio"], axis_name, True)
+    sims = outputs["video"][0].astype(jnp.float32) @ all_audio.astype(jnp.float32).T
+    aux["av_top1"] = jnp.mean(jnp.argmax(sims, -1) == offset + jnp.arange(sims.shape[0]))
+    aux = {k: v.astype(jnp.float32) for k, v in aux.items()}
+    if axis_name is not None:
+        loss, aux = jax.lax.pmean((loss, aux), axis_name)
+    return loss, aux

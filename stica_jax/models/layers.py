@@ -1,0 +1,119 @@
+"""Convolution, normalisation and dropout layers shared by the STiCA networks.
+
+Everything here matches torchvision's conventions so weights transfer 1:1:
+bias-free convolutions with explicit symmetric padding (JAX's 'SAME' pads stride-2
+convolutions asymmetrically), Kaiming-normal fan-out initialisation, BatchNorm with
+eps 1e-5 and torch momentum 0.1, and torch's default `nn.Linear` initialisation.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Dtype = Any
+
+# torchvision ResNets: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu").
+# torch draws from an untruncated normal, as JAX's "normal" does (not "truncated_normal").
+conv_kernel_init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight (and bias).
+linear_kernel_init = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def linear_bias_init(fan_in: int):
+    """torch nn.Linear default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / fan_in**0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def conv(
+    in_features: int,
+    out_features: int,
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    *,
+    dtype: Dtype,
+    rngs: nnx.Rngs,
+) -> nnx.Conv:
+    """A bias-free convolution with explicit symmetric padding `padding[i]` on each side."""
+    return nnx.Conv(
+        in_features,
+        out_features,
+        kernel_size=tuple(kernel_size),
+        strides=tuple(strides),
+        padding=[(p, p) for p in padding],
+        use_bias=False,
+        kernel_init=conv_kernel_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def batch_norm(
+    num_features: int, *, axis_name: str | None, dtype: Dtype, rngs: nnx.Rngs
+) -> nnx.BatchNorm:
+    """BatchNorm as torch has it (eps 1e-5, momentum 0.1), synchronised over `axis_name`.
+
+    With `axis_name` set (the `data` mesh axis inside `shard_map`), batch statistics are
+    averaged over all devices, so the result equals one device seeing the global batch.
+    Statistics are always computed in float32, whatever the compute dtype.
+    """
+    return nnx.BatchNorm(
+        num_features,
+        momentum=0.9,  # Flax keeps `momentum` of the old value: torch's 0.1 update rate.
+        epsilon=1e-5,
+        axis_name=axis_name,
+        use_fast_variance=False,  # E[(x-mean)^2]: no cancellation in bf16/f32 activations.
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def linear(
+    in_features: int, out_features: int, *, use_bias: bool = True, dtype: Dtype, rngs: nnx.Rngs
+) -> nnx.Linear:
+    """A dense layer initialised like torch's `nn.Linear`."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=use_bias,
+        kernel_init=linear_kernel_init,
+        bias_init=linear_bias_init(in_features),
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+class SampleDropout(nnx.Module):
+    """Dropout whose mask for row i is drawn from `keys[i]`.
+
+    The trainer derives `keys` from each sample's global index, so the masks (and hence
+    the loss) do not depend on how the global batch is split over devices — a plain
+    `nnx.Dropout` draws one mask per device shard from the same stream and would.
+    `deterministic` is toggled by `Module.train()` / `Module.eval()` like `nnx.Dropout`.
+    """
+
+    def __init__(self, rate: float, *, deterministic: bool = False):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.deterministic = deterministic
+
+    def __call__(self, x: jax.Array, keys: jax.Array | None) -> jax.Array:
+        """x: `[N, D]`; keys: `[N]` typed PRNG keys (ignored when deterministic)."""
+        if self.deterministic or self.rate == 0.0:
+            return x
+        if keys is None:
+            raise ValueError("SampleDropout in training mode needs per-sample keys")
+        keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
+        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))

@@ -1,0 +1,108 @@
+"""Model summary without running the model: parameter counts, shapes and multiply-adds.
+
+Everything is traced abstractly (`nnx.eval_shape`, `jax.make_jaxpr` on shape structs), so
+the full-size model is summarised in seconds on a laptop. Multiply-adds are counted from the
+traced convolutions and matrix products (torchvision's "GFLOPS" figures are such MACs).
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from stica_jax.models.stica import STiCA, build_model
+from stica_jax.shapes import input_shapes
+
+
+def count_params(module: nnx.Module) -> int:
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def _jaxpr_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
+            per_output = rhs[rhs_spec[1]] * math.prod(rhs[d] for d in rhs_spec[2:])
+            total += math.prod(eqn.outvars[0].aval.shape) * per_output
+        elif eqn.primitive.name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            total += _jaxpr_macs(sub)
+    return total
+
+
+def count_macs(fn: Callable, *args: Any) -> int:
+    """Multiply-adds of convolutions and matrix products in `fn(*args)` (shape structs ok)."""
+    return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def abstract_model(config: Any) -> STiCA:
+    """The model of `config` with shape-only parameters (nothing allocated)."""
+    return nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
+
+
+def summarize(config: Any) -> dict[str, Any]:
+    """Parameter counts per module, output shapes and MACs per clip of the config's model."""
+    model = abstract_model(config)
+    video_shape, audio_shape = input_shapes(config.input, batch=2)
+    video = jax.ShapeDtypeStruct(video_shape, jnp.float32)
+    audio = jax.ShapeDtypeStruct(audio_shape, jnp.float32)
+    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
+    graphdef, state = nnx.split(model)
+
+    def call(method: str, *args):
+        def fn(state, *args):
+            m = nnx.merge(graphdef, state)
+            m.eval()
+            return getattr(m, method)(*args)
+        return fn
+
+    def shape_tree(tree):
+        return jax.tree.map(lambda x: tuple(x.shape), tree)
+
+    forward = lambda state, v1, v2, a, k: nnx.merge(graphdef, state)(v1, v2, a, k)
+    outputs = jax.eval_shape(forward, state, video, video, audio, keys)
+    modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone", "audio_head")
+    params = {name: count_params(getattr(model, name)) for name in modules}
+    return {
+        "params": params,
+        "total_params": count_params(model),
+        "inputs": {"video": video_shape[1:], "audio": audio_shape[1:]},
+        "video_map": tuple(jax.eval_shape(call("video_map"), state, video).shape[1:]),
+        "audio_map": tuple(jax.eval_shape(call("audio_map"), state, audio).shape[1:]),
+        "outputs": shape_tree(outputs),
+        # MACs per clip (the traces use a batch of 2; convolutions and products scale with it).
+        "macs_video_backbone": count_macs(call("video_map"), state, video) // 2,
+        "macs_audio_backbone": count_macs(call("audio_map"), state, audio) // 2,
+        "macs_train_forward": count_macs(forward, state, video, video, audio, keys) // 2,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = ["STiCA model summary (abstract trace, nothing computed)", ""]
+    lines.append(f"{'module':<18}{'parameters':>14}")
+    for name, n in summary["params"].items():
+        lines.append(f"{name:<18}{n:>14,}")
+    lines.append(f"{'total':<18}{summary['total_params']:>14,}")
+    lines += ["", f"input per clip: video {summary['inputs']['video']}, "
+              f"audio {summary['inputs']['audio']}",
+              f"video map before pooling: {summary['video_map']}",
+              f"audio map before pooling: {summary['audio_map']}",
+              "training forward outputs (batch 2):"]
+    for path, shape in jax.tree_util.tree_flatten_with_path(
+            summary["outputs"], is_leaf=lambda x: isinstance(x, tuple))[0]:
+        lines.append(f"  {jax.tree_util.keystr(path):<32}{shape}")
+    g = 1e9
+    lines += ["", "multiply-adds per clip:",
+              f"  video backbone, one view   {summary['macs_video_backbone'] / g:8.2f} G",
+              f"  audio backbone             {summary['macs_audio_backbone'] / g:8.2f} G",
+              f"  training forward (2 views, audio, crops, heads) "
+              f"{summary['macs_train_forward'] / g:8.2f} G"]
+    return "\n".join(lines)

@@ -1,0 +1,20 @@
+"""Input shapes implied by a config (no TensorFlow needed)."""
+
+from typing import Any
+
+
+def spectrogram_frames(input_config: Any) -> int:
+    """Frames of the log-mel spectrogram of the clip's audio (no padding: 2 s → 199)."""
+    samples = round(input_config.audio_seconds * input_config.sample_rate)
+    if samples < input_config.window_size:
+        raise ValueError(f"{input_config.audio_seconds} s of audio is shorter than one "
+                         f"{input_config.window_size}-sample window")
+    return 1 + (samples - input_config.window_size) // input_config.hop_size
+
+
+def input_shapes(input_config: Any, batch: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(video `[B, T, S, S, 3]`, audio `[B, F, T_spec, 1]`) shapes of one view and the audio."""
+    s = input_config.crop_size
+    video = (batch, input_config.num_frames, s, s, 3)
+    audio = (batch, input_config.num_mel_bins, spectrogram_frames(input_config), 1)
+    return video, audio

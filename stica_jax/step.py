@@ -1,0 +1,164 @@
+"""The data-parallel STiCA train step: `jax.jit(jax.shard_map(...))` over the `data` mesh axis.
+
+The step is a pure function `(state, batch, rng) → (state, metrics)`. Inside `shard_map`
+each device holds a shard of the global batch and a replica of the state; BatchNorm
+statistics are averaged over the axis (SyncBN), the loss all-gathers embeddings over it,
+and the loss it differentiates is already the global mean (`pmean`), so the gradient
+(summed over devices by the transpose of the implicit replication) is the gradient of the
+global-batch loss. Per-sample randomness comes from `fold_in(rng, global_sample_index)`.
+This module imports no TensorFlow: it runs on accelerator hosts that only have JAX.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from stica_jax.losses import stica_loss
+
+MESH_AXIS = "data"
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh named `data` over `devices` (default: every device of every host)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), (MESH_AXIS,), axis_types=(AxisType.Auto,),
+                         devices=devices)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over `data`."""
+    return NamedSharding(mesh, P(MESH_AXIS))
+
+
+def global_batch(local_batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+    """Global arrays from this host's slice of the batch (rows in process order)."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def sample_keys(rng: jax.Array, index: jax.Array) -> jax.Array:
+    """One PRNG key per sample from its global index `[B]` — never from the device id."""
+    return jax.vmap(lambda i: jax.random.fold_in(rng, i))(index)
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes during training; replicated over the mesh."""
+
+    step: jax.Array
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    cross_modal_weight: float = 0.5
+    av_temperature: float = 0.1
+    crop_temperature: float = 0.5
+    detach_keys: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "LossConfig":
+        return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls)})
+
+
+def make_loss_fn(graphdef: nnx.GraphDef, loss_config: LossConfig,
+                 axis_name: str | None = MESH_AXIS) -> Callable:
+    """`loss_fn(params, batch_stats, batch, rng) → (loss, (aux, new_batch_stats))`.
+
+    `batch` holds the local shard: `video1`, `video2` `[B, T, H, W, 3]`, `audio`
+    `[B, F, T_a, 1]`, `index` `[B]` global sample indices.
+    """
+
+    def loss_fn(params, batch_stats, batch, rng):
+        # copy: fresh Variables at this trace level, so BatchNorm may update them here.
+        model = nnx.merge(graphdef, params, batch_stats, copy=True)
+        model.train()
+        outputs = model(batch["video1"], batch["video2"], batch["audio"],
+                        sample_keys(rng, batch["index"]))
+        loss, aux = stica_loss(outputs, axis_name=axis_name,
+                               **dataclasses.asdict(loss_config))
+        return loss, (aux, nnx.state(model, nnx.BatchStat))
+
+    return loss_fn
+
+
+def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig, mesh: Mesh) -> Callable:
+    """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
+
+    The global-batch loss and its gradient, computed data-parallel over `mesh`.
+    """
+    grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
+
+    def per_device(params, batch_stats, batch, rng):
+        (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng)
+        return loss, aux, grads, new_stats
+
+    return jax.jit(jax.shard_map(
+        per_device, mesh=mesh,
+        in_specs=(P(), P(), P(MESH_AXIS), P()),
+        out_specs=(P(), P(), P(), P())))
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    loss_config: LossConfig, mesh: Mesh, *, donate: bool = True) -> Callable:
+    """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`.
+
+    A step whose loss or gradients are not finite leaves the state unchanged and reports
+    `metrics["finite"] == 0`, so the caller can stop before anything broken is saved.
+    """
+    grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
+
+    def per_device(state: TrainState, batch, rng):
+        (loss, (aux, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_state = TrainState(step=state.step + 1,
+                               params=optax.apply_updates(state.params, updates),
+                               batch_stats=new_stats, opt_state=opt_state)
+        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+        metrics = dict(aux, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
+        return new_state, metrics
+
+    return jax.jit(jax.shard_map(per_device, mesh=mesh,
+                                 in_specs=(P(), P(MESH_AXIS), P()), out_specs=(P(), P())),
+                   donate_argnums=(0,) if donate else ())
+
+
+def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation
+                     ) -> tuple[nnx.GraphDef, TrainState]:
+    """Split `model` into its graph definition and a fresh `TrainState` (step 0)."""
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                       opt_state=optimizer.init(params))
+    return graphdef, state
+
+
+def learning_rate_schedule(*, base_lr: float, warmup_start_lr: float, warmup_steps: int,
+                           total_steps: int, decay: str = "constant",
+                           final_lr: float = 0.0) -> optax.Schedule:
+    """Per-step linear warmup from `warmup_start_lr` to `base_lr`, then constant or cosine."""
+    warmup = optax.linear_schedule(warmup_start_lr, base_lr, max(warmup_steps, 1))
+    if decay == "constant":
+        after = optax.constant_schedule(base_lr)
+    elif decay == "cosine":
+        after = optax.cosine_decay_schedule(base_lr, max(total_steps - warmup_steps, 1),
+                                            alpha=final_lr / base_lr if base_lr else 0.0)
+    else:
+        raise ValueError(f"unknown learning-rate decay {decay!r}; expected 'constant' or 'cosine'")
+    return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+def make_optimizer(schedule: optax.Schedule, *, momentum: float = 0.9,
+                   weight_decay: float = 1e-5) -> optax.GradientTransformation:
+    """torch-style SGD: coupled weight decay (added to the gradient), then heavy-ball momentum."""
+    return optax.chain(optax.add_decayed_weights(weight_decay),
+                       optax.sgd(schedule, momentum=momentum))

@@ -1,0 +1,53 @@
+"""A slim STiCA config (same structure, a few channels) and random batches for tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from configs import sota
+from stica_jax.models.stica import build_model
+
+
+def tiny_config(dtype: str = "float32"):
+    """16 frames at 64×64 → map `[2, 4, 4, 16]`; 1-s audio with 40 mel bins → `[40, 99]`."""
+    config = sota.get_config()
+    m = config.model
+    m.video_widths, m.video_depths, m.audio_widths = (8, 8, 16, 16), (1, 1, 1, 1), (8, 8, 16, 16)
+    m.transformer.mlp_width, m.head_hidden, m.embed_dim, m.dtype = 32, 16, 8, dtype
+    c = config.crops
+    c.space_large, c.space_small, c.time_large, c.time_small = 3, 2, 2, 1
+    i = config.input
+    i.num_frames, i.crop_size, i.audio_seconds, i.num_mel_bins = 16, 64, 1.0, 40
+    return config
+
+
+def tiny_model(config=None, *, axis_name=None, seed: int = 0):
+    config = config or tiny_config()
+    return build_model(config.model, config.crops, axis_name=axis_name, rngs=nnx.Rngs(seed))
+
+
+def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A pretraining batch with random content and global indices 0..B-1.
+
+    Each sample gets its own per-channel offset and scale: pure white noise would give nearly
+    identical pooled features for every sample, and BatchNorm over such a batch divides by
+    a near-zero spread, which makes float32 gradients ill-conditioned.
+    """
+    from stica_jax.shapes import input_shapes
+
+    video_shape, audio_shape = input_shapes(config.input, batch_size)
+    rng = np.random.default_rng(seed)
+
+    def sample(shape):
+        per_sample = (batch_size,) + (1,) * (len(shape) - 2) + (shape[-1],)
+        offset = rng.standard_normal(per_sample)
+        scale = rng.uniform(0.5, 1.5, (batch_size,) + (1,) * (len(shape) - 1))
+        return (offset + scale * rng.standard_normal(shape)).astype(np.float32)
+
+    return {
+        "video1": sample(video_shape),
+        "video2": sample(video_shape),
+        "audio": sample(audio_shape),
+        "index": np.arange(batch_size, dtype=np.int32),
+    }
