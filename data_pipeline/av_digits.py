@@ -202,6 +202,8 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
 def builder_for(data_dir: str, spec: AvDigitsSpec | None = None) -> AvDigits:
   """The AV-digits builder of `spec` (default sizes when None) rooted at `data_dir`."""
   spec = spec or AvDigitsSpec()
+  if spec == AvDigitsSpec():
+    return AvDigits(data_dir=data_dir)  # The registered default config.
   config = AvDigitsConfig(name=spec.config_name(), spec=spec, description="AV-digits with custom sizes.")
   return AvDigits(data_dir=data_dir, config=config)
 
