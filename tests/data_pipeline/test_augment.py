@@ -54,3 +54,36 @@ def test_grayscale_views_happen_at_about_their_probability():
     view = augment_clip(frames, tf.constant([seed, 5]), config).numpy()
     gray += np.allclose(view[..., 0], view[..., 1]) and np.allclose(view[..., 1], view[..., 2])
   assert 20 <= gray <= 65  # p = 0.2 of 200
+
+
+def test_the_folded_colour_map_equals_the_ops_applied_one_after_another():
+  from data_pipeline import augment
+
+  frames = np.random.default_rng(1).uniform(0.3, 0.7, (3, 8, 8, 3)).astype(np.float32)
+  factors = tf.constant([1.2, 0.7, 1.3])
+  luma = np.array([0.299, 0.587, 0.114], np.float32)
+
+  def mean_grey_of(matrix, offset):
+    return (tf.reduce_mean(frames, axis=[1, 2]) @ matrix + offset) @ luma[:, None]
+
+  brightness, contrast, saturation = augment._affine_colour_ops(mean_grey_of, factors)
+  matrix, offset = tf.eye(3), tf.zeros([3, 3])
+  for op in (contrast, saturation, brightness):
+    matrix, offset = op(matrix, offset)
+  folded = augment.apply_colour_transform(frames, matrix, offset).numpy()
+
+  expected = frames
+  grey = lambda x: (x @ luma)[..., None]
+  expected = (expected - grey(expected).mean(axis=(1, 2), keepdims=True)) * 0.7 + grey(expected).mean(axis=(1, 2), keepdims=True)
+  expected = grey(expected) + 1.3 * (expected - grey(expected))
+  expected = np.clip(expected * 1.2, 0, 1)
+  np.testing.assert_allclose(folded, expected, atol=1e-5)
+
+
+def test_a_flipped_view_is_the_mirror_of_the_unflipped_one():
+  from data_pipeline import augment
+
+  frames = tf.constant(_clip(2), tf.float32)
+  plain = augment.random_resized_crop(frames, tf.constant([3, 4]), CONFIG, flip=False).numpy()
+  mirrored = augment.random_resized_crop(frames, tf.constant([3, 4]), CONFIG, flip=True).numpy()
+  np.testing.assert_allclose(mirrored, plain[:, :, ::-1], atol=1e-3)
