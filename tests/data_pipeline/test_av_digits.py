@@ -1,0 +1,60 @@
+import io
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from data_pipeline import av_digits
+from tests.data_pipeline.conftest import TINY_DIGITS
+
+
+def _first_examples(spec: av_digits.AvDigitsSpec, split: str, count: int) -> list[dict]:
+  generator = av_digits.generate_split(spec, split)
+  return [next(generator)[1] for _ in range(count)]
+
+
+def test_generation_is_deterministic_given_the_seed():
+  first, again = _first_examples(TINY_DIGITS, "train", 2), _first_examples(TINY_DIGITS, "train", 2)
+  other_seed = _first_examples(av_digits.AvDigitsSpec(**{**TINY_DIGITS.__dict__, "seed": 4}), "train", 2)
+  for a, b, c in zip(first, again, other_seed):
+    assert a["video"] == b["video"] and np.array_equal(a["audio"], b["audio"]) and a["id"] == b["id"]
+    assert not np.array_equal(a["audio"], c["audio"])
+
+
+def test_train_and_test_use_disjoint_handwriting_of_every_digit():
+  pools = av_digits.handwriting_pools(TINY_DIGITS)
+  assert not set(pools["train"]) & set(pools["test"])
+  assert len(pools["train"]) + len(pools["test"]) == 1797
+  from sklearn.datasets import load_digits
+
+  labels = load_digits().target
+  assert set(labels[pools["test"]]) == set(range(10))
+
+
+def test_the_sound_is_the_digits_dtmf_pair_starting_at_each_bounce():
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  spec = av_digits.AvDigitsSpec(seconds=2.0, frame_size=48, noise_level=0.02)
+  frames, audio, bounces = av_digits.render_clip(digits.images[7], 7, np.random.default_rng(0), spec)
+  assert frames.shape == (60, 48, 48, 3) and audio.shape == (48_000,) and bounces
+  burst = round(spec.burst_seconds * spec.sample_rate)
+  start = round(bounces[0] / spec.fps * spec.sample_rate)
+  spectrum = np.abs(np.fft.rfft(audio[start:start + burst].astype(np.float64)))
+  hz = np.fft.rfftfreq(burst, 1 / spec.sample_rate)
+  two_peaks = sorted(hz[np.argsort(spectrum)[-2:]])
+  np.testing.assert_allclose(two_peaks, av_digits.DTMF_HZ[7], atol=10)
+  # Before the first bounce there is only noise: far less energy.
+  quiet = audio[: round(bounces[0] / spec.fps * spec.sample_rate)].astype(np.float64)
+  if len(quiet) > 100:
+    assert np.sqrt(np.mean(quiet**2)) < 0.5 * np.sqrt(np.mean(audio[start:start + burst].astype(np.float64) ** 2))
+
+
+def test_the_prepared_dataset_loads_through_tfds_with_jpeg_frames_and_int16_audio(digits_dir):
+  builder = av_digits.builder_for(digits_dir, TINY_DIGITS)
+  assert builder.info.splits["train"].num_examples == 40
+  assert builder.info.splits["test"].num_examples == 12
+  example = next(iter(tfds.as_numpy(builder.as_dataset("test", decoders={"video": tfds.decode.SkipDecoding()}))))
+  assert example["video"].shape == (66,) and example["audio"].shape == (52_800,)
+  assert example["audio"].dtype == np.int16 and 0 <= example["label"] < 10
+  assert Image.open(io.BytesIO(example["video"][0])).size == (48, 48)
