@@ -96,8 +96,9 @@ def crop_key(sample_key: jax.Array, family: str, size: str) -> jax.Array:
 def sample_offsets(key: jax.Array, count: int, extent: tuple[int, ...],
                    window: tuple[int, ...]) -> jax.Array:
     """`count` offsets `[count, len(extent)]`, each coordinate uniform in `0..extent-window`."""
-    maxval = jnp.asarray(extent) - jnp.asarray(window) + 1  # randint's bound is exclusive.
-    return jax.random.randint(key, (count, len(extent)), 0, maxval)
+    maxval = jnp.asarray(extent, jnp.int32) - jnp.asarray(window, jnp.int32) + 1  # exclusive
+    # Explicit int32: the draws must not change with jax_enable_x64.
+    return jax.random.randint(key, (count, len(extent)), 0, maxval, dtype=jnp.int32)
 
 
 def spatial_crops(fmap: jax.Array, keys: jax.Array, size: int, count: int
@@ -117,7 +118,8 @@ def spatial_crops(fmap: jax.Array, keys: jax.Array, size: int, count: int
     offsets = jax.vmap(lambda k: sample_offsets(k, count, (h, w), (size, size)))(keys)
 
     def cut(sample, yx):
-        return jax.lax.dynamic_slice(sample, (0, yx[0], yx[1], 0), (t, size, size, c))
+        zero = jnp.zeros((), jnp.int32)
+        return jax.lax.dynamic_slice(sample, (zero, yx[0], yx[1], zero), (t, size, size, c))
 
     crops = jax.vmap(lambda s, o: jax.vmap(lambda yx: cut(s, yx))(o))(fmap, offsets)
     return crops, offsets
@@ -138,7 +140,8 @@ def temporal_crops(fmap: jax.Array, keys: jax.Array, length: int, count: int
     offsets = jax.vmap(lambda k: sample_offsets(k, count, (t,), (length,))[:, 0])(keys)
 
     def cut(sample, start):
-        return jax.lax.dynamic_slice(sample, (start, 0, 0, 0), (length, h, w, c))
+        zero = jnp.zeros((), jnp.int32)
+        return jax.lax.dynamic_slice(sample, (start, zero, zero, zero), (length, h, w, c))
 
     crops = jax.vmap(lambda s, o: jax.vmap(lambda st: cut(s, st))(o))(fmap, offsets)
     return crops, offsets

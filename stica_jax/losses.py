@@ -16,6 +16,10 @@ import jax.numpy as jnp
 from stica_jax.crops import FAMILIES
 
 
+def _at_least_f32(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _global_keys(keys: jax.Array, axis_name: str | None, detach: bool
                  ) -> tuple[jax.Array, jax.Array]:
     """All keys of the global batch `[B_global, ...]` and the global index of local row 0."""
@@ -39,8 +43,8 @@ def pairwise_nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
       `-log softmax_j(<queries[i, q], keys[j, k]> / temperature)[i]`, j over the global batch.
     """
     all_keys, offset = _global_keys(keys, axis_name, detach_keys)
-    logits = jnp.einsum("iqd,jkd->qkij", queries.astype(jnp.float32),
-                        all_keys.astype(jnp.float32)) / temperature
+    logits = jnp.einsum("iqd,jkd->qkij", _at_least_f32(queries),
+                        _at_least_f32(all_keys)) / temperature
     labels = offset + jnp.arange(queries.shape[0])
     positive = jnp.take_along_axis(logits, labels[None, None, :, None], axis=-1)[..., 0]
     return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive, axis=-1)
@@ -114,9 +118,9 @@ def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
     else:
         loss = loss_av
     all_audio, offset = _global_keys(outputs["audio"], axis_name, True)
-    sims = outputs["video"][0].astype(jnp.float32) @ all_audio.astype(jnp.float32).T
+    sims = _at_least_f32(outputs["video"][0]) @ _at_least_f32(all_audio).T
     aux["av_top1"] = jnp.mean(jnp.argmax(sims, -1) == offset + jnp.arange(sims.shape[0]))
-    aux = {k: v.astype(jnp.float32) for k, v in aux.items()}
+    aux = {k: _at_least_f32(v) for k, v in aux.items()}
     if axis_name is not None:
         loss, aux = jax.lax.pmean((loss, aux), axis_name)
     return loss, aux

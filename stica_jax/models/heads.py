@@ -8,8 +8,8 @@ from stica_jax.models.layers import Dtype, SampleDropout, batch_norm, linear
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """Unit-norm rows in float32 (like torch's F.normalize with eps 1e-12)."""
-    x = x.astype(jnp.float32)
+    """Unit-norm rows in at least float32 (like torch's F.normalize with eps 1e-12)."""
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 

@@ -115,5 +115,7 @@ class SampleDropout(nnx.Module):
             return x
         if keys is None:
             raise ValueError("SampleDropout in training mode needs per-sample keys")
-        keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
+        # float32 probability: the masks must not change with jax_enable_x64.
+        p_keep = jnp.float32(1.0 - self.rate)
+        keep = jax.vmap(lambda k: jax.random.bernoulli(k, p_keep, x.shape[1:]))(keys)
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))

@@ -139,7 +139,7 @@ class STiCA(nnx.Module):
         # code's per-view passes averaged (its BN saw each view's batch separately).
         fmaps = self.video_map(jnp.concatenate([video1, video2], axis=0))
         fmap1, fmap2 = fmaps[:b], fmaps[b:]
-        view_keys = jnp.concatenate([_fold(sample_keys, _VIEW_DROPOUT), 
+        view_keys = jnp.concatenate([_fold(sample_keys, _VIEW_DROPOUT),
                                      _fold(sample_keys, _VIEW_DROPOUT + 1)])
         z_video = self.embed_video_map(fmaps, view_keys).reshape(2, b, -1)
         amap = self.audio_map(audio)

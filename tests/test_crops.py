@@ -1,0 +1,104 @@
+"""Feature crops: uniform over every valid offset, exact slices, keyed per sample and view."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stica_jax import crops
+from stica_jax.crops import CropConfig, feature_crops, spatial_crops, temporal_crops
+from tests.tiny import tiny_config, tiny_model
+
+B, T, H, W, C = 64, 8, 7, 7, 3
+FMAP = jnp.arange(B * T * H * W * C, dtype=jnp.float32).reshape(B, T, H, W, C)
+KEYS = jax.random.split(jax.random.key(0), B)
+
+
+@pytest.mark.parametrize("size", [6, 4])
+def test_spatial_offsets_reach_every_valid_position_including_the_last(size):
+    _, offsets = jax.jit(spatial_crops, static_argnums=(2, 3))(FMAP, KEYS, size, 8)
+    seen_y, seen_x = set(np.asarray(offsets[..., 0]).ravel()), set(np.asarray(offsets[..., 1]).ravel())
+    assert seen_y == seen_x == set(range(H - size + 1))
+
+
+@pytest.mark.parametrize("length", [6, 4])
+def test_temporal_offsets_reach_every_valid_start_including_the_last(length):
+    _, offsets = jax.jit(temporal_crops, static_argnums=(2, 3))(FMAP, KEYS, length, 8)
+    assert set(np.asarray(offsets).ravel()) == set(range(T - length + 1))
+
+
+def test_spatial_crop_equals_numpy_slice_at_its_offset():
+    out, offsets = jax.jit(spatial_crops, static_argnums=(2, 3))(FMAP, KEYS, 4, 3)
+    fmap, out, offsets = np.asarray(FMAP), np.asarray(out), np.asarray(offsets)
+    assert out.shape == (B, 3, T, 4, 4, C)
+    for b in range(B):
+        for n in range(3):
+            y, x = offsets[b, n]
+            np.testing.assert_array_equal(out[b, n], fmap[b, :, y:y + 4, x:x + 4])
+
+
+def test_temporal_crop_equals_numpy_slice_at_its_offset():
+    out, offsets = jax.jit(temporal_crops, static_argnums=(2, 3))(FMAP, KEYS, 6, 2)
+    fmap, out, offsets = np.asarray(FMAP), np.asarray(out), np.asarray(offsets)
+    assert out.shape == (B, 2, 6, H, W, C)
+    for b in range(B):
+        for n in range(2):
+            s = offsets[b, n]
+            np.testing.assert_array_equal(out[b, n], fmap[b, s:s + 6])
+
+
+def test_same_key_same_crops_and_crops_differ_across_samples():
+    config = CropConfig()
+    a = feature_crops(FMAP, KEYS, config)
+    b = feature_crops(FMAP, KEYS, config)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    _, offsets = spatial_crops(FMAP, KEYS, 4, 4)
+    distinct = {tuple(map(tuple, np.asarray(o))) for o in offsets}
+    assert len(distinct) > B // 2  # 9^4 layouts per sample: collisions are rare
+
+
+def test_crops_differ_between_the_two_views_of_a_sample():
+    """The model derives view-specific crop keys from one sample key."""
+    from stica_jax.models.stica import _VIEW_CROPS, _fold
+
+    sample_keys = jax.random.split(jax.random.key(1), 16)
+    fmap = jnp.zeros((16, T, H, W, 1))
+    offsets = [spatial_crops(fmap, jax.vmap(lambda k: crops.crop_key(k, "space", "small"))(
+        _fold(sample_keys, _VIEW_CROPS + v)), 4, 4)[1] for v in (0, 1)]
+    same = np.all(np.asarray(offsets[0]) == np.asarray(offsets[1]), axis=(1, 2))
+    assert not same.any()
+
+
+def test_crop_config_from_sota_is_the_papers():
+    from configs import sota
+
+    c = CropConfig.from_config(sota.get_config().crops)
+    assert (c.n_space_large, c.space_large, c.n_space_small, c.space_small) == (2, 6, 4, 4)
+    assert (c.n_time_large, c.time_large, c.n_time_small, c.time_small) == (2, 6, 1, 4)
+
+
+def test_crop_larger_than_the_map_is_named():
+    """6×6 crops of a 64×64 input, whose map is 4×4 (stride 16)."""
+    config = tiny_config()
+    config.crops.space_large = 6
+    model = tiny_model(config)
+    v = jnp.zeros((1, 16, 64, 64, 3))
+    with pytest.raises(ValueError, match="large spatial crop 6×6 is larger than the 4×4 feature map"):
+        model(v, v, jnp.zeros((1, 40, 99, 1)), jax.random.split(jax.random.key(0), 1))
+
+
+def test_temporal_crop_longer_than_the_map_is_named():
+    with pytest.raises(ValueError, match="large temporal crop of 6 steps is longer than the "
+                                         "feature map's T'=4"):
+        CropConfig().validate((4, 7, 7))
+
+
+def test_crops_enabled_with_zero_crops_is_named():
+    config = CropConfig(n_space_large=0, n_space_small=0, n_time_large=0, n_time_small=0)
+    with pytest.raises(ValueError, match="feature crops are enabled but every crop count is 0"):
+        config.validate()
+
+
+def test_small_crops_without_large_ones_are_named():
+    with pytest.raises(ValueError, match="4 small space crops need at least one large"):
+        CropConfig(n_space_large=0).validate()
