@@ -524,6 +524,10 @@ def _check_concrete(model: nnx.Module) -> None:
         raise RuntimeError(f"variables left unassigned by the import: {abstract}")
 
 
+def _video_backbone(model: nnx.Module) -> VideoResNet:
+    return model if isinstance(model, VideoResNet) else model.video_backbone
+
+
 def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | None = None, *,
                                 prefix: str = "") -> nnx.Module:
     """stica_jax weights from a torchvision `r2plus1d_18` state dict (safetensors or `.pth`).
@@ -540,6 +544,10 @@ def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | Non
     Returns `model`. Missing/unexpected keys and shape mismatches raise
     `StateDictMismatchError` naming them; the model is then left unchanged.
     """
+    if model is not None and not isinstance(model, (VideoResNet, VideoClassifier, STiCA)):
+        raise TypeError(f"cannot load r2plus1d_18 weights into a {type(model).__name__}")
+    if model is not None:
+        _require_torchvision_video(_video_backbone(model))
     state = read_state_dict(path, prefix=prefix)
     fc = {k: state.pop(k) for k in ("fc.weight", "fc.bias") if k in state}
     created = model is None
@@ -549,13 +557,8 @@ def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | Non
             model = _abstract(lambda: VideoClassifier(num_classes, pooling="avg", rngs=nnx.Rngs(0)))
         else:
             model = _abstract(lambda: VideoResNet(rngs=nnx.Rngs(0)))
-    if isinstance(model, VideoResNet):
-        backbone, fc_root = model, None
-    elif isinstance(model, (VideoClassifier, STiCA)):
-        backbone, fc_root = model.video_backbone, model if isinstance(model, VideoClassifier) else None
-    else:
-        raise TypeError(f"cannot load r2plus1d_18 weights into a {type(model).__name__}")
-    _require_torchvision_video(backbone)
+    backbone = _video_backbone(model)
+    fc_root = model if isinstance(model, VideoClassifier) else None
     plan = _Plan()
     _plan(backbone, _video_entries(backbone), state, source=str(path),
           target="torchvision r2plus1d_18", plan=plan)
@@ -584,10 +587,6 @@ def load_torchvision_audio_resnet9(path: str | os.PathLike, model: nnx.Module | 
     backbone), updated in place; None builds an `AudioResNet` in eval mode. A `fc` in the file
     is dropped and reported. Mismatches raise `StateDictMismatchError` naming the keys.
     """
-    state = read_state_dict(path, prefix=prefix)
-    fc = [k for k in ("fc.weight", "fc.bias") if state.pop(k, None) is not None]
-    if fc:
-        _log.warning("%s: dropped %s (the audio backbone has no classifier)", path, ", ".join(fc))
     created = model is None
     if created:
         model = _abstract(lambda: AudioResNet(rngs=nnx.Rngs(0)))
@@ -598,6 +597,10 @@ def load_torchvision_audio_resnet9(path: str | os.PathLike, model: nnx.Module | 
     else:
         raise TypeError(f"cannot load audio ResNet weights into a {type(model).__name__}")
     _require_torchvision_audio(backbone)
+    state = read_state_dict(path, prefix=prefix)
+    fc = [k for k in ("fc.weight", "fc.bias") if state.pop(k, None) is not None]
+    if fc:
+        _log.warning("%s: dropped %s (the audio backbone has no classifier)", path, ", ".join(fc))
     plan = _Plan()
     _plan(backbone, _audio_entries(backbone), state, source=str(path),
           target="torchvision ResNet(BasicBlock, [1, 1, 1, 1]) with a 1-channel conv1", plan=plan)

@@ -7,11 +7,9 @@ parameters) is built, exported and run once per module in each framework.
 import ast
 import json
 import pathlib
-import pickle
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -28,28 +26,10 @@ from stica_jax.export import torch_modules  # noqa: E402
 from stica_jax.models.audio_resnet import AudioResNet  # noqa: E402
 from stica_jax.models.classifier import VideoClassifier  # noqa: E402
 from stica_jax.models.stica import build_model  # noqa: E402
+from tests.export.random_norms import flat_values, randomize_norms  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TOL = 1e-4  # max abs difference, float32
-
-
-def randomize_norms(model: nnx.Module, seed: int) -> None:
-    """Non-trivial BN running statistics and norm/bias parameters, in place."""
-    rng = np.random.default_rng(seed)
-    for path, node in nnx.iter_graph(model):
-        if not isinstance(node, nnx.Variable) or not path:
-            continue
-        shape = node.get_value().shape
-        new = {"mean": lambda: rng.normal(0.0, 0.2, shape),
-               "var": lambda: rng.uniform(0.5, 2.0, shape),
-               "scale": lambda: rng.uniform(0.5, 1.5, shape),
-               "bias": lambda: rng.normal(0.0, 0.1, shape)}.get(path[-1])
-        if new is not None:
-            node.set_value(jnp.asarray(new(), jnp.float32))
-
-
-def flat_values(model: nnx.Module) -> dict[tuple, np.ndarray]:
-    return {path: np.asarray(v.get_value()) for path, v in nnx.to_flat_state(nnx.state(model))}
 
 
 def max_diff(jax_value, torch_value) -> float:
