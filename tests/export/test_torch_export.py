@@ -24,7 +24,6 @@ from configs import sota  # noqa: E402
 from stica_jax.export import torch as export  # noqa: E402
 from stica_jax.export import torch_modules  # noqa: E402
 from stica_jax.models.audio_resnet import AudioResNet  # noqa: E402
-from stica_jax.models.classifier import VideoClassifier  # noqa: E402
 from stica_jax.models.stica import build_model  # noqa: E402
 from tests.export.random_norms import flat_values, randomize_norms  # noqa: E402
 
@@ -181,9 +180,14 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
     manifest = json.loads((export_dir / export.MANIFEST_FILE).read_text())
     assert manifest["step"] == 123 and manifest["format"] == export.FORMAT
     assert manifest["config"]["model"]["video_widths"] == [64, 128, 256, 512]
-    assert manifest["architecture"]["video_pooling"] == {
-        **manifest["architecture"]["video_pooling"], "kind": "transformer", "width": 512,
-        "num_layers": 2, "num_heads": 4, "mlp_width": 2048, "max_len": 64}
+    pooling = manifest["architecture"]["video_pooling"]
+    assert {k: pooling[k] for k in ("kind", "width", "num_layers", "num_heads", "mlp_width",
+                                    "max_len")} == {"kind": "transformer", "width": 512,
+                                                    "num_layers": 2, "num_heads": 4,
+                                                    "mlp_width": 2048, "max_len": 64}
+    assert manifest["architecture"]["video_head"] == {
+        "in_features": 512, "hidden": 512, "out_features": 256, "dropout": 0.3,
+        "output": "L2-normalised"}
     for name, tensors in manifest["files"].items():
         on_disk = torch_load_file(export_dir / name)
         assert {k: list(v.shape) for k, v in on_disk.items()} == \
@@ -207,7 +211,7 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
     assert audio["log_offset"] == defaults["log_offset"]
 
 
-def test_package_imports_and_exports_without_torch():
+def test_package_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
             "import stica_jax.export, stica_jax.export.torch; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
