@@ -1,0 +1,66 @@
+"""`python -m stica_jax.export.torch`: --config and --workdir."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from stica_jax.export import torch as export
+from tests.tiny import tiny_config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stica_jax.export.torch", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_needs_exactly_one_source(tmp_path):
+    result = run_cli(f"--out={tmp_path}")
+    assert result.returncode != 0
+    assert "exactly one of --workdir or --config" in result.stderr
+
+
+def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
+    """--workdir goes through the trainer's `checkpointing.restore_model(workdir, step)`."""
+    config = tiny_config()
+    calls = []
+
+    def restore_model(workdir, step=None):
+        from stica_jax.models.stica import build_model
+
+        calls.append((workdir, step))
+        model = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
+        return config, model, 1000
+
+    fake = types.ModuleType("stica_jax.checkpointing")
+    fake.restore_model = restore_model
+    monkeypatch.setitem(sys.modules, "stica_jax.checkpointing", fake)
+    # The tiny model is refused, after the checkpoint was asked for the right step.
+    with pytest.raises(export.UnsupportedArchitectureError, match="no torchvision counterpart"):
+        export.export_from_workdir("/some/workdir", str(tmp_path), step=1000)
+    assert calls == [("/some/workdir", 1000)]
+
+
+@pytest.mark.slow
+def test_cli_exports_a_fresh_model_that_pytorch_loads(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from stica_jax.export import torch_modules
+
+    result = run_cli("--config=configs/sota.py", f"--out={tmp_path}", "--seed=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / export.MANIFEST_FILE).read_text())
+    assert manifest["step"] == 0 and manifest["config"]["model"]["pooling"] == "transformer"
+    assert set(manifest["files"]) == {export.VIDEO_FILE, export.AUDIO_FILE, export.HEADS_FILE}
+    net = torch_modules.load_export(tmp_path)  # strict loads of all three files
+    with torch.no_grad():
+        z = net.embed_video(torch.randn(1, 3, 8, 32, 32))
+    assert z.shape == (1, 256)
+    np.testing.assert_allclose(z.norm(dim=-1).numpy(), 1.0, rtol=1e-5)

@@ -1,0 +1,128 @@
+"""Bad weight files and architectures give clear errors that name what is wrong."""
+
+import pickle
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+from safetensors.numpy import save_file  # noqa: E402
+from safetensors.torch import save_file as torch_save_file  # noqa: E402
+
+from stica_jax.export import torch as export  # noqa: E402
+from stica_jax.models.audio_resnet import AudioResNet  # noqa: E402
+from stica_jax.models.stica import build_model  # noqa: E402
+from stica_jax.models.video_resnet import VideoResNet  # noqa: E402
+from tests.tiny import tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def r2plus1d_state():
+    return torchvision.models.video.r2plus1d_18().state_dict()
+
+
+@pytest.fixture
+def small_safetensors(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    save_file({"stem.0.weight": np.ones((45, 3, 1, 7, 7), np.float32)}, path)
+    return path
+
+
+def test_truncated_safetensors_file(small_safetensors):
+    data = small_safetensors.read_bytes()
+    small_safetensors.write_bytes(data[: len(data) // 2])
+    with pytest.raises(export.WeightFileError, match="not a readable safetensors file"):
+        export.load_torchvision_r2plus1d18(small_safetensors)
+
+
+def test_corrupted_safetensors_header(small_safetensors):
+    data = bytearray(small_safetensors.read_bytes())
+    data[9:30] = b"\x00garbage\xff" * 2 + b"\x01\x02\x03"
+    small_safetensors.write_bytes(bytes(data))
+    with pytest.raises(export.WeightFileError, match="corrupt or truncated"):
+        export.load_torchvision_r2plus1d18(small_safetensors)
+
+
+def test_truncated_pth_file(r2plus1d_state, tmp_path):
+    path = tmp_path / "r2plus1d_18.pth"
+    torch.save(r2plus1d_state, path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(export.WeightFileError, match="torch.load\\(weights_only=True\\)"):
+        export.load_torchvision_r2plus1d18(path)
+
+
+def test_pickled_module_is_refused(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(torch.nn.Linear(2, 2), path)  # a pickle of the module object, not a state dict
+    with pytest.raises(export.WeightFileError, match="refuses to\\s+unpickle"):
+        export.load_torchvision_r2plus1d18(path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_plain_pickle_is_refused(tmp_path):
+    path = tmp_path / "weights.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"stem.0.weight": np.zeros((45, 3, 1, 7, 7), np.float32)}, f)
+    with pytest.raises(export.WeightFileError, match="refuses to\\s+unpickle"):
+        export.load_torchvision_r2plus1d18(path)
+
+
+def test_other_architecture_is_reported_by_name(tmp_path):
+    path = tmp_path / "r3d_18.safetensors"
+    torch_save_file(torchvision.models.video.r3d_18().state_dict(), path)
+    with pytest.raises(export.StateDictMismatchError) as error:
+        export.load_torchvision_r2plus1d18(path)
+    message = str(error.value)
+    assert "missing keys" in message and "stem.3.weight" in message
+    assert "unexpected keys" in message and "layer1.0.conv1.0.weight" in message
+    assert "stem.0.weight [64, 3, 3, 7, 7] (expected [45, 3, 1, 7, 7])" in message
+
+
+def test_image_resnet_into_audio_loader_is_reported_by_name(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(export.StateDictMismatchError) as error:
+        export.load_torchvision_audio_resnet9(path)
+    message = str(error.value)
+    assert "conv1.weight [64, 3, 7, 7] (expected [64, 1, 7, 7])" in message
+    assert "layer1.1.conv1.weight" in message  # ResNet-18 has 2 blocks per stage
+
+
+def test_missing_and_unknown_keys_are_named(r2plus1d_state, tmp_path):
+    state = dict(r2plus1d_state)
+    del state["layer2.0.downsample.1.running_var"]
+    state["layer5.0.conv1.weight"] = torch.zeros(3)
+    path = tmp_path / "edited.pth"
+    torch.save(state, path)
+    model = nnx.eval_shape(lambda: VideoResNet(rngs=nnx.Rngs(0)))
+    with pytest.raises(export.StateDictMismatchError,
+                       match=r"(?s)missing keys \(1\): layer2.0.downsample.1.running_var.*"
+                             r"unexpected keys \(1\): layer5.0.conv1.weight"):
+        export.load_torchvision_r2plus1d18(path, model)
+    # Nothing was assigned: the abstract model still holds shapes only.
+    assert isinstance(model.stem.spatial.kernel.get_value(), jax.ShapeDtypeStruct)
+
+
+def test_slim_model_is_refused(tmp_path):
+    config = tiny_config()
+    model = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
+    with pytest.raises(export.UnsupportedArchitectureError,
+                       match=r"video backbone \(widths \(8, 8, 16, 16\), depths \(1, 1, 1, 1\)\) "
+                             "has no torchvision counterpart"):
+        export.export_model(model, config, tmp_path)
+    assert not list(tmp_path.iterdir())
+    slim_audio = nnx.eval_shape(lambda: AudioResNet((8, 8, 16, 16), rngs=nnx.Rngs(0)))
+    with pytest.raises(export.UnsupportedArchitectureError, match="audio backbone"):
+        export.load_torchvision_audio_resnet9(tmp_path / "never_read.safetensors", slim_audio)
+
+
+def test_missing_prefix_is_explained(r2plus1d_state, tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": {f"video_network.{k}": v for k, v in r2plus1d_state.items()}}, path)
+    with pytest.raises(export.StateDictMismatchError, match="need a `prefix`"):
+        export.load_torchvision_r2plus1d18(path)
+    model = export.load_torchvision_r2plus1d18(path, prefix="video_network.")
+    assert isinstance(model, export.VideoClassifier)
