@@ -44,13 +44,51 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.detach_keys = False  # official detaches keys; spec §6 lets gradients flow
 
     config.input = ml_collections.ConfigDict()
+    config.input.dataset = "stica_kinetics400"  # Kinetics-400 train split (spec §9)
     config.input.num_frames = 60  # 2-s clips at 30 fps (seed §6.1.1)
     config.input.fps = 30  # Kinetics at 30 fps (seed §6.1)
     config.input.crop_size = 112  # 112×112 (seed §6.1)
     config.input.audio_seconds = 2.0  # same duration as the clip (spec §7)
     config.input.sample_rate = 24000  # mono 24 kHz (spec §7)
     config.input.num_mel_bins = 257  # "257×199" (seed §6.1, spec §7)
-    config.input.window_size = 480  # 20 ms (spec §7)
-    config.input.hop_size = 240  # 10 ms (spec §7)
-    config.input.fft_size = 1024  # spec §7
+    config.input.window_length = 480  # 20 ms (spec §7)
+    config.input.hop_length = 240  # 10 ms (spec §7)
+    config.input.fft_length = 1024  # spec §7
+    config.input.volume_jitter = (0.9, 1.1)  # volume jitter (seed §6.1, spec §7)
+    config.input.blur_kernel_size = 11  # Gaussian blur kernel (spec §7)
+    config.train_split = "train"
+
+    config.mode = "pretrain"  # "pretrain" (STiCA) or "supervised" (seed Table 8)
+    config.seed = 0
+    config.data_dir = ""  # TFDS data dir; "" = TFDS's default (~/tensorflow_datasets)
+    config.global_batch_size = 512  # 8 per GPU × 64 GPUs (seed §6.1)
+    config.num_epochs = 100  # seed §6.1 (the official script ran 151)
+    config.num_train_examples = 0  # 0 = read from the prepared dataset's metadata
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.base_lr = 0.64  # seed §6.1
+    config.optimizer.warmup_start_lr = 0.01  # official start_warmup (spec §8)
+    config.optimizer.warmup_epochs = 10  # seed §6.1
+    config.optimizer.decay = "constant"  # official: constant after warmup; "cosine" optional
+    config.optimizer.final_lr = 0.0  # cosine end value
+    config.optimizer.momentum = 0.9  # seed §6.1
+    config.optimizer.weight_decay = 1e-5  # coupled, like torch SGD (seed §6.1)
+
+    config.log_every_steps = 50
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+
+    # Online evaluation while pretraining: a probe on frozen features of a labelled dataset.
+    config.eval = ml_collections.ConfigDict()
+    config.eval.every_steps = 5000  # 0 = only at the end
+    config.eval.method = "linear_probe"  # "linear_probe", "knn" or "none"
+    config.eval.dataset = "stica_ucf101/fold1"  # evaluated when prepared (skipped otherwise)
+    config.eval.train_split = "train"
+    config.eval.test_split = "test"
+    config.eval.modalities = ("video",)  # UCF-101 is probed on video features
+    config.eval.batch_size = 64  # global, clips per eval batch
+    config.eval.clips = 1  # clips × crops per video for online eval (final protocol: 10 × 3)
+    config.eval.crops = 1
+    config.eval.audio_subclips = 1
+    config.eval.compare_random_init = False  # also probe the initial model (the demo's table)
     return config

@@ -6,10 +6,10 @@ from typing import Any
 def spectrogram_frames(input_config: Any) -> int:
     """Frames of the log-mel spectrogram of the clip's audio (no padding: 2 s → 199)."""
     samples = round(input_config.audio_seconds * input_config.sample_rate)
-    if samples < input_config.window_size:
+    if samples < input_config.window_length:
         raise ValueError(f"{input_config.audio_seconds} s of audio is shorter than one "
-                         f"{input_config.window_size}-sample window")
-    return 1 + (samples - input_config.window_size) // input_config.hop_size
+                         f"{input_config.window_length}-sample window")
+    return 1 + (samples - input_config.window_length) // input_config.hop_length
 
 
 def input_shapes(input_config: Any, batch: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:

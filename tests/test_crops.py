@@ -82,9 +82,12 @@ def test_crop_larger_than_the_map_is_named():
     config = tiny_config()
     config.crops.space_large = 6
     model = tiny_model(config)
-    v = jnp.zeros((1, 16, 64, 64, 3))
+    v = jax.ShapeDtypeStruct((1, 16, 64, 64, 3), jnp.float32)
+    a = jax.ShapeDtypeStruct((1, 40, 99, 1), jnp.float32)
+    from flax import nnx
+
     with pytest.raises(ValueError, match="large spatial crop 6×6 is larger than the 4×4 feature map"):
-        model(v, v, jnp.zeros((1, 40, 99, 1)), jax.random.split(jax.random.key(0), 1))
+        nnx.eval_shape(lambda m: m(v, v, a, jax.random.split(jax.random.key(0), 1)), model)
 
 
 def test_temporal_crop_longer_than_the_map_is_named():

@@ -436,8 +436,8 @@ def _input_conventions(config: Any) -> dict[str, Any]:
             "feature": "log(mel_power + log_offset): |STFT|^2 with a periodic Hann window, "
                        "no end padding, HTK mel filterbank from 0 Hz to Nyquist (tf.signal)",
             "log_offset": LOG_MEL_OFFSET, "sample_rate": get("sample_rate"),
-            "num_mel_bins": get("num_mel_bins"), "window_size": get("window_size"),
-            "hop_size": get("hop_size"), "fft_size": get("fft_size"),
+            "num_mel_bins": get("num_mel_bins"), "window_length": get("window_length"),
+            "hop_length": get("hop_length"), "fft_length": get("fft_length"),
             "seconds": get("audio_seconds"), "channels": "mono"},
     }
 

@@ -194,7 +194,7 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
             {k: t["shape"] for k, t in tensors.items()}
     video, audio = manifest["inputs"]["video"], manifest["inputs"]["audio"]
     assert video["torch_layout"] == "NCTHW" and video["num_frames"] == config.input.num_frames
-    assert audio["num_mel_bins"] == 257 and audio["hop_size"] == 240
+    assert audio["num_mel_bins"] == 257 and audio["hop_length"] == 240
     # The conventions are the data pipeline's own (read without importing TensorFlow).
     constants = {}
     for file, names in (("augment.py", ("VIDEO_MEAN", "VIDEO_STD")),):

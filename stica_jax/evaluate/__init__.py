@@ -1,0 +1,1 @@
+"""Evaluation of learned representations: linear probes, kNN, fine-tuning protocols."""

@@ -1,0 +1,36 @@
+"""`python -m stica_jax.main --config=configs/sota.py --workdir=DIR`: STiCA pretraining.
+
+On a Cloud TPU pod (auto-detected) or when --coordinator_address/--num_processes/--process_id
+are given, `jax.distributed.initialize` joins all hosts into one mesh first.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard and config go here.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import jax
+
+    from stica_jax import distributed
+
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
+    from stica_jax import train
+
+    logging.info("JAX process %d/%d, %d local devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count())
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

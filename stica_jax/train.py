@@ -1,0 +1,297 @@
+"""STiCA pretraining: `train_and_evaluate(config, workdir)`.
+
+Read top to bottom: config checks → mesh → input → model and state → checkpoint/resume →
+train step → loop (metrics, progress, checkpoints, online probe) → final report.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from flax import nnx
+
+from stica_jax import checkpointing
+from stica_jax import step as step_lib
+from stica_jax.crops import CropConfig
+from stica_jax.models.stica import DTYPES, build_model
+from stica_jax.models.temporal_pooling import POOLING_KINDS
+from stica_jax.models.video_resnet import VideoResNet
+from stica_jax.shapes import input_shapes
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message says what to change."""
+
+
+class NonFiniteError(FloatingPointError):
+    """Loss or gradients became NaN/inf; nothing was checkpointed after the last good step."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config checks (before anything compiles)
+# ---------------------------------------------------------------------------------------------
+
+def video_map_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+    """(T', H', W') of the visual map for the configured input, from an abstract trace."""
+    model = nnx.eval_shape(lambda: VideoResNet(config.model.video_widths,
+                                               config.model.video_depths, rngs=nnx.Rngs(0)))
+    video_shape, _ = input_shapes(config.input)
+    out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct(video_shape, jnp.float32))
+    return tuple(out.shape[1:4])
+
+
+def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
+                    num_processes: int) -> None:
+    """Raise `ConfigError` with one clear line for each way the config cannot run."""
+    b = config.global_batch_size
+    if b % num_devices:
+        raise ConfigError(f"global_batch_size={b} is not divisible by the {num_devices} devices "
+                          f"of the mesh; use a multiple of {num_devices}")
+    if b % num_processes:
+        raise ConfigError(f"global_batch_size={b} is not divisible by {num_processes} hosts")
+    if config.mode not in ("pretrain",):
+        raise ConfigError(f"unknown mode {config.mode!r}; expected 'pretrain'")
+    if config.model.pooling not in POOLING_KINDS:
+        raise ConfigError(f"unknown model.pooling {config.model.pooling!r}; expected one of "
+                          f"{list(POOLING_KINDS)}")
+    if config.model.dtype not in DTYPES:
+        raise ConfigError(f"unknown model.dtype {config.model.dtype!r}; expected {list(DTYPES)}")
+    if config.eval.method not in ("linear_probe", "knn", "none"):
+        raise ConfigError(f"unknown eval.method {config.eval.method!r}; expected "
+                          "'linear_probe', 'knn' or 'none'")
+    if config.eval.method != "none" and config.eval.batch_size % num_devices:
+        raise ConfigError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
+                          f"{num_devices} devices")
+    if config.crops.enabled:
+        try:
+            CropConfig.from_config(config.crops).validate(video_map_shape(config))
+        except ValueError as e:
+            video_shape, _ = input_shapes(config.input)
+            raise ConfigError(f"crops do not fit the input {video_shape[1:4]}: {e}") from None
+
+
+PREPARE_NAMES = {"stica_kinetics400": "kinetics400", "stica_ucf101": "ucf101",
+                 "stica_hmdb51": "hmdb51", "stica_esc50": "esc50",
+                 "stica_dcase2014": "dcase2014", "av_digits": "av_digits"}
+
+
+def prepare_hint(dataset: str, data_dir: str) -> str:
+    name = PREPARE_NAMES.get(dataset.split("/")[0], dataset)
+    manual = "" if name == "av_digits" else " --manual_dir=DIR_WITH_THE_DOWNLOADED_FILES"
+    return f"python -m data_pipeline.prepare {name}{manual} --data_dir={data_dir or '~/tensorflow_datasets'}"
+
+
+def dataset_is_prepared(dataset: str, data_dir: str) -> bool:
+    from data_pipeline import pipeline
+
+    try:
+        pipeline.load_builder(dataset, data_dir or None)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to open it means "not prepared"
+        return False
+
+
+def ensure_dataset(config: ml_collections.ConfigDict, data_dir: str) -> None:
+    """Generate AV-digits when absent (the demo); otherwise fail with how to prepare it."""
+    dataset = config.input.dataset
+    if dataset.split("/")[0] == "av_digits" and jax.process_index() == 0:
+        from data_pipeline import av_digits
+
+        spec = av_digits.AvDigitsSpec(**config.get("av_digits", {}))
+        av_digits.ensure_prepared(data_dir, spec)
+    if not dataset_is_prepared(dataset, data_dir):
+        raise ConfigError(f"dataset {dataset!r} is not prepared under "
+                          f"{data_dir or 'the TFDS default data dir'}; prepare it with: "
+                          f"{prepare_hint(dataset, data_dir)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, optimizer and state
+# ---------------------------------------------------------------------------------------------
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
+    return max(1, num_examples // config.global_batch_size)
+
+
+def make_schedule(config: ml_collections.ConfigDict, num_examples: int) -> optax.Schedule:
+    per_epoch = steps_per_epoch(config, num_examples)
+    o = config.optimizer
+    return step_lib.learning_rate_schedule(
+        base_lr=o.base_lr, warmup_start_lr=o.warmup_start_lr,
+        warmup_steps=int(o.warmup_epochs * per_epoch),
+        total_steps=int(config.num_epochs * per_epoch), decay=o.decay, final_lr=o.final_lr)
+
+
+def create_train_state(config: ml_collections.ConfigDict, *, axis_name: str | None = "data",
+                       num_examples: int | None = None):
+    """(model, optimizer, state): the model built from `config.seed`, a fresh `TrainState`."""
+    model = build_model(config.model, config.crops, axis_name=axis_name,
+                        rngs=nnx.Rngs(config.seed))
+    schedule = make_schedule(config, num_examples or config.num_train_examples or 1)
+    optimizer = step_lib.make_optimizer(schedule, momentum=config.optimizer.momentum,
+                                        weight_decay=config.optimizer.weight_decay)
+    _, state = step_lib.init_train_state(model, optimizer)
+    return model, optimizer, state
+
+
+def num_train_examples(config: ml_collections.ConfigDict, data_dir: str) -> int:
+    if config.num_train_examples:
+        return config.num_train_examples
+    from data_pipeline import pipeline
+
+    builder = pipeline.load_builder(config.input.dataset, data_dir or None)
+    return builder.info.splits[config.train_split].num_examples
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+def _format_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Pretrain STiCA per `config`, checkpointing to and resuming from `workdir`.
+
+    Returns the final metrics (and the probe table when `config.eval` asks for one).
+    """
+    # -- Config, mesh ---------------------------------------------------------------------------
+    validate_config(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+    mesh = step_lib.make_mesh()
+    data_dir = config.data_dir or None
+    is_chief = jax.process_index() == 0
+    logging.info("mesh: %d devices on %d hosts", jax.device_count(), jax.process_count())
+
+    # -- Input ------------------------------------------------------------------------------------
+    ensure_dataset(config, config.data_dir)
+    num_examples = num_train_examples(config, config.data_dir)
+    total_steps = int(config.num_epochs * steps_per_epoch(config, num_examples))
+
+    # -- Model and state ---------------------------------------------------------------------
+    model, optimizer, state = create_train_state(config, num_examples=num_examples)
+    graphdef = nnx.graphdef(model)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = jax.device_put(state, replicated)
+    initial = (state.params, state.batch_stats) if config.eval.compare_random_init else None
+    schedule = make_schedule(config, num_examples)
+
+    # -- Checkpoint / resume ---------------------------------------------------------------
+    manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
+    checkpointing.save_config(workdir, config)
+    start_step = 0
+    if manager.latest_step() is not None:
+        state, start_step = checkpointing.restore_state(manager, state)
+        logging.info("resumed from step %d of %s", start_step, workdir)
+        if is_chief:
+            print(f"resuming from the checkpoint of step {start_step}", flush=True)
+
+    from data_pipeline import pipeline
+
+    batches = pipeline.make_pretrain_dataset(
+        config.input, split=config.train_split, data_dir=data_dir,
+        batch_size_per_host=config.global_batch_size // jax.process_count(), seed=config.seed,
+        start_step=start_step)
+
+    # -- Train step -------------------------------------------------------------------------------
+    train_step = step_lib.make_train_step(graphdef, optimizer,
+                                          step_lib.LossConfig.from_config(config.loss), mesh)
+    rng = jax.random.key(config.seed)
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    if start_step == 0:
+        writer.write_hparams({k: str(v) for k, v in config.to_dict().items()
+                              if not isinstance(v, dict)})
+
+    # -- Loop ---------------------------------------------------------------------------------------
+    pending: list[dict[str, jax.Array]] = []
+    last_log_time, last_log_step, t0 = time.time(), start_step, time.time()
+    summary: dict[str, Any] = {}
+    for step in range(start_step, total_steps):
+        batch = step_lib.global_batch(next(batches), mesh)
+        state, metrics = train_step(state, batch, rng)
+        pending.append(metrics)
+        done = step + 1
+        if done % config.log_every_steps == 0 or done == total_steps \
+                or done % config.checkpoint_every_steps == 0:
+            history = jax.device_get(pending)
+            pending = []
+            bad = [i for i, m in enumerate(history) if not m["finite"]]
+            if bad:
+                first = done - len(history) + bad[0] + 1
+                raise NonFiniteError(
+                    f"non-finite loss or gradient at step {first} (loss={history[bad[0]]['loss']},"
+                    f" grad_norm={history[bad[0]]['grad_norm']}); stopping without saving. "
+                    f"The last checkpoint is step {manager.latest_step()}.")
+            now = time.time()
+            steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
+            scalars = {k: float(np.mean([m[k] for m in history])) for k in history[0]
+                       if k != "finite"}
+            scalars.update(learning_rate=float(schedule(step)), steps_per_sec=steps_per_sec,
+                           clips_per_sec=steps_per_sec * config.global_batch_size,
+                           skipped_records=float(batches.skipped_records))
+            writer.write_scalars(done, scalars)
+            summary = scalars
+            if is_chief:
+                with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps({"step": done, **scalars}) + "\n")
+            if is_chief:
+                eta = (total_steps - done) / max(steps_per_sec, 1e-9)
+                terms = " ".join(f"{k[5:]} {scalars[k]:.3f}" for k in sorted(scalars)
+                                 if k.startswith("loss_") and k.count("_") == 1)
+                print(f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
+                      f"loss {scalars['loss']:.3f} [{terms}] lr {scalars['learning_rate']:.4f} "
+                      f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
+                      f"| ETA {_format_seconds(eta)}", flush=True)
+            last_log_time, last_log_step = time.time(), done
+        if done % config.checkpoint_every_steps == 0 or done == total_steps \
+                or manager.reached_preemption(done):
+            manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
+        if config.eval.method != "none" and config.eval.every_steps \
+                and done % config.eval.every_steps == 0 and done != total_steps:
+            _online_eval(config, graphdef, state, None, mesh, writer, done)
+    manager.wait_until_finished()
+
+    if config.eval.method != "none":
+        table = _online_eval(config, graphdef, state, initial, mesh, writer, total_steps)
+        if table is not None:
+            summary["probe"] = table
+    summary["wall_seconds"] = time.time() - t0
+    writer.flush()
+    return summary
+
+
+def _online_eval(config, graphdef, state, initial, mesh, writer, step):
+    """Probe accuracy on `config.eval.dataset` (skipped with a note when it is not prepared)."""
+    from stica_jax.evaluate import probe
+
+    if not dataset_is_prepared(config.eval.dataset, config.data_dir):
+        logging.warning("online eval skipped: %s is not prepared (%s)", config.eval.dataset,
+                        prepare_hint(config.eval.dataset, config.data_dir))
+        return None
+    states = {"trained": (state.params, state.batch_stats)}
+    if initial is not None:
+        states["random init"] = initial
+    table = probe.probe_accuracies(config, graphdef, states, config.data_dir or None, mesh)
+    writer.write_scalars(step, {f"eval/{config.eval.method}_{modality}_top1": acc
+                                for modality, acc in table["trained"].items()})
+    if jax.process_index() == 0:
+        print(format_probe_table(config, table), flush=True)
+    return table
+
+
+def format_probe_table(config, table: dict[str, dict[str, float]]) -> str:
+    modalities = list(next(iter(table.values())))
+    head = f"{config.eval.method} top-1 (%) on {config.eval.dataset} {config.eval.test_split}"
+    lines = [head, f"{'model':<14}" + "".join(f"{m:>10}" for m in modalities)]
+    for name, accs in table.items():
+        lines.append(f"{name:<14}" + "".join(f"{accs[m]:>10.1f}" for m in modalities))
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Training: config checks, every config traces, real steps on AV-digits, the demo's table."""
+
+import glob
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from stica_jax import step as step_lib
+from stica_jax import train
+from stica_jax.shapes import input_shapes
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+
+
+def load_config(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny_demo_config(workdir_data: str):
+    """The demo config shrunk to seconds: a few dozen clips, a slimmer net, a few steps."""
+    from configs import demo
+
+    config = demo.get_config()
+    config.data_dir = workdir_data
+    config.av_digits = dict(num_train=48, num_test=24, seconds=1.5, frame_size=32)
+    config.model.video_widths = config.model.audio_widths = (8, 8, 16, 16)
+    config.model.transformer.mlp_width = 32
+    config.model.head_hidden, config.model.embed_dim = 16, 16
+    config.input.num_frames, config.input.crop_size, config.input.num_mel_bins = 16, 32, 32
+    config.input.eval_short_side = 32
+    config.crops.space_large, config.crops.space_small = 2, 1
+    config.global_batch_size = 16
+    config.eval.batch_size = 16
+    config.num_epochs = 4  # 3 steps per epoch
+    config.log_every_steps = 1
+    config.checkpoint_every_steps = 4
+    return config
+
+
+def test_every_config_loads_validates_and_traces():
+    assert {os.path.basename(p) for p in CONFIG_FILES} >= {"sota.py", "demo.py"}
+    for path in CONFIG_FILES:
+        config = load_config(path)
+        train.validate_config(config, num_devices=8, num_processes=1)
+        model, optimizer, state = nnx.eval_shape(lambda: train.create_train_state(config))
+        mesh = step_lib.make_mesh()
+        train_step = step_lib.make_train_step(nnx.graphdef(model), optimizer,
+                                              step_lib.LossConfig.from_config(config.loss), mesh)
+        video, audio = input_shapes(config.input, 8)
+        batch = {"video1": jax.ShapeDtypeStruct(video, jnp.float32),
+                 "video2": jax.ShapeDtypeStruct(video, jnp.float32),
+                 "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
+                 "index": jax.ShapeDtypeStruct((8,), jnp.int32)}
+        new_state, metrics = jax.eval_shape(train_step, state, batch, jax.random.key(0))
+        assert jax.tree.map(lambda x: x.shape, new_state.params) == \
+            jax.tree.map(lambda x: x.shape, state.params), path
+        assert metrics["loss"].shape == (), path
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: setattr(c, "global_batch_size", 12),
+     "global_batch_size=12 is not divisible by the 8 devices"),
+    (lambda c: setattr(c.input, "crop_size", 64),
+     r"crops do not fit the input \(60, 64, 64\): large spatial crop 6×6 is larger than the 4×4"),
+    (lambda c: setattr(c.input, "num_frames", 16),
+     "large temporal crop of 6 steps is longer than the feature map's T'=2"),
+    (lambda c: setattr(c.model, "pooling", "max"), "unknown model.pooling 'max'"),
+    (lambda c: setattr(c.eval, "method", "svm"), "unknown eval.method 'svm'"),
+])
+def test_config_errors_are_one_clear_line(change, message):
+    from configs import sota
+
+    config = sota.get_config()
+    change(config)
+    with pytest.raises(train.ConfigError, match=message) as e:
+        train.validate_config(config, num_devices=8, num_processes=1)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_dataset_says_how_to_prepare_it(tmp_path):
+    from configs import sota
+
+    config = sota.get_config()
+    with pytest.raises(train.ConfigError, match=(
+            r"dataset 'stica_kinetics400' is not prepared under .*; prepare it with: "
+            r"python -m data_pipeline.prepare kinetics400 --manual_dir=.* --data_dir=")):
+        train.ensure_dataset(config, str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    workdir = str(tmp_path_factory.mktemp("work"))
+    config = tiny_demo_config(data_dir)
+    summary = train.train_and_evaluate(config, workdir)
+    return config, workdir, summary
+
+
+@pytest.mark.slow
+def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run, capsys):
+    config, workdir, summary = demo_run
+    history = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [h["step"] for h in history] == list(range(1, 13))
+    losses = [h["loss"] for h in history]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])  # real steps on real data drop the loss
+    for key in ("loss_av", "loss_crops", "learning_rate", "grad_norm", "clips_per_sec"):
+        assert key in history[-1]
+    table = summary["probe"]
+    assert set(table) == {"trained", "random init"}
+    for accs in table.values():
+        assert set(accs) == {"video", "audio"}
+        assert all(0.0 <= a <= 100.0 for a in accs.values())
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "12"
+    assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))  # TensorBoard
