@@ -72,8 +72,7 @@ def restore_model(workdir: str, step: int | None = None
     from stica_jax import train  # late: train imports the input pipeline only when training
 
     config = load_config(workdir)
-    model, _, abstract_state = train.create_train_state(config, axis_name=None)
-    abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    model, _, abstract_state = train.create_train_state(config, axis_name=None, abstract=True)
     manager = make_manager(workdir, async_save=False)
     state, step = restore_state(manager, abstract_state, step)
     graphdef = nnx.graphdef(model)

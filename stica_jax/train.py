@@ -99,14 +99,30 @@ def dataset_is_prepared(dataset: str, data_dir: str) -> bool:
         return False
 
 
+def resolve_av_digits(config: ml_collections.ConfigDict) -> None:
+    """Point `av_digits` datasets at the TFDS config of `config.av_digits` (its sizes)."""
+    if "av_digits" not in config:
+        return
+    from data_pipeline import av_digits
+
+    name = f"av_digits/{av_digits.AvDigitsSpec(**config.av_digits).config_name()}"
+    for section in (config.input, config.eval):
+        if section.dataset == "av_digits":
+            section.dataset = name
+
+
 def ensure_dataset(config: ml_collections.ConfigDict, data_dir: str) -> None:
     """Generate AV-digits when absent (the demo); otherwise fail with how to prepare it."""
     dataset = config.input.dataset
-    if dataset.split("/")[0] == "av_digits" and jax.process_index() == 0:
+    if dataset.split("/")[0] == "av_digits":
         from data_pipeline import av_digits
 
-        spec = av_digits.AvDigitsSpec(**config.get("av_digits", {}))
-        av_digits.ensure_prepared(data_dir, spec)
+        if jax.process_index() == 0:
+            av_digits.ensure_prepared(data_dir, av_digits.AvDigitsSpec(**config.get("av_digits", {})))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("av_digits prepared")
     if not dataset_is_prepared(dataset, data_dir):
         raise ConfigError(f"dataset {dataset!r} is not prepared under "
                           f"{data_dir or 'the TFDS default data dir'}; prepare it with: "
@@ -130,15 +146,27 @@ def make_schedule(config: ml_collections.ConfigDict, num_examples: int) -> optax
         total_steps=int(config.num_epochs * per_epoch), decay=o.decay, final_lr=o.final_lr)
 
 
-def create_train_state(config: ml_collections.ConfigDict, *, axis_name: str | None = "data",
-                       num_examples: int | None = None):
-    """(model, optimizer, state): the model built from `config.seed`, a fresh `TrainState`."""
-    model = build_model(config.model, config.crops, axis_name=axis_name,
-                        rngs=nnx.Rngs(config.seed))
+def make_train_optimizer(config: ml_collections.ConfigDict,
+                         num_examples: int | None = None) -> optax.GradientTransformation:
     schedule = make_schedule(config, num_examples or config.num_train_examples or 1)
-    optimizer = step_lib.make_optimizer(schedule, momentum=config.optimizer.momentum,
-                                        weight_decay=config.optimizer.weight_decay)
-    _, state = step_lib.init_train_state(model, optimizer)
+    return step_lib.make_optimizer(schedule, momentum=config.optimizer.momentum,
+                                   weight_decay=config.optimizer.weight_decay)
+
+
+def create_train_state(config: ml_collections.ConfigDict, *, axis_name: str | None = "data",
+                       num_examples: int | None = None, abstract: bool = False):
+    """(model, optimizer, state): the model built from `config.seed`, a fresh `TrainState`.
+
+    `abstract=True` gives shape-only model and state (nothing allocated).
+    """
+    optimizer = make_train_optimizer(config, num_examples)
+
+    def init():
+        model = build_model(config.model, config.crops, axis_name=axis_name,
+                            rngs=nnx.Rngs(config.seed))
+        return model, step_lib.init_train_state(model, optimizer)[1]
+
+    model, state = nnx.eval_shape(init) if abstract else init()
     return model, optimizer, state
 
 
@@ -166,6 +194,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Returns the final metrics (and the probe table when `config.eval` asks for one).
     """
     # -- Config, mesh ---------------------------------------------------------------------------
+    config = config.copy_and_resolve_references()
+    resolve_av_digits(config)
     validate_config(config, num_devices=jax.device_count(), num_processes=jax.process_count())
     mesh = step_lib.make_mesh()
     data_dir = config.data_dir or None
@@ -182,7 +212,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     graphdef = nnx.graphdef(model)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     state = jax.device_put(state, replicated)
-    initial = (state.params, state.batch_stats) if config.eval.compare_random_init else None
+    # A host copy: the device buffers of `state` are donated to the train step.
+    initial = (jax.device_get((state.params, state.batch_stats))
+               if config.eval.compare_random_init else None)
     schedule = make_schedule(config, num_examples)
 
     # -- Checkpoint / resume ---------------------------------------------------------------
