@@ -1,0 +1,394 @@
+"""Clips/s and model FLOP utilisation (MFU) of the STiCA train step on synthetic batches.
+
+  python benchmarks/train_step.py [--batch_sizes=4,8,16] [--steps=20] [--warmup=3]
+      [--peak_tflops=989] [--tiny] [--dtype=bfloat16] [--devices=N] [--cpu_devices=N]
+      [--time_budget_s=0] [--json=PATH]
+
+For each per-device batch size: builds the `configs/sota.py` model (60 frames at 112², 2-s
+257×199 log-mel, `model.dtype` bfloat16; `--tiny`: the slim test config of `tests/tiny.py`),
+replicates a fresh `TrainState` over a one-axis `data` mesh, places one synthetic global batch
+(random normal `video1`, `video2` `[B, T, S, S, 3]`, `audio` `[B, F, T_a, 1]`, `index` int32)
+on the devices once, compiles `stica_jax.step.make_train_step` ahead of time (`compile_s`,
+excluded from the timing), runs `--warmup` steps, then times `--steps` steps, dispatched
+back to back and closed by one `jax.block_until_ready`. Prints one line per batch size and a
+final `summary:` line. An out-of-memory batch size is reported as `OOM` and the larger ones
+are skipped; any other error is reported and the script exits non-zero at the end, as it does
+when a step's loss or gradient is not finite.
+
+FLOPs are 2 × the multiply-adds of the convolutions and matrix products, counted per device on
+the traced computation (elementwise work, BatchNorm, softmax and the optimizer not counted):
+  MFU        = 3 × forward FLOPs per step / step time / peak  (the usual fwd+bwd ≈ 3×fwd rule;
+               forward = `stica_jax.models.summary.count_macs` of the loss, both views, audio,
+               crops, heads and the NCE products over the gathered batch)
+  MFU_traced = FLOPs of the traced forward + backward step / step time / peak, skipping the
+               zeros that the input gradient of a strided convolution multiplies (≈ 2.99×fwd
+               for SOTA: the first convolution needs no input gradient)
+`--peak_tflops` is per device: 989 = H100 SXM (and H200) dense bf16.
+
+Imports no TensorFlow, tensorflow-datasets or clu: it runs on hosts with only JAX, Flax and
+optax (+ ml_collections for the config, absl-py and PyYAML being its needs).
+"""
+
+import argparse
+import gc
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import jax  # noqa: E402
+import jax.extend  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+
+from stica_jax import step  # noqa: E402
+from stica_jax.models.stica import build_model  # noqa: E402
+from stica_jax.models.summary import count_macs  # noqa: E402
+from stica_jax.shapes import input_shapes  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch_sizes", default="4,8,16",
+                   help="comma-separated per-device batch sizes, run in this order")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per batch size")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compiling")
+    p.add_argument("--peak_tflops", type=float, default=989.0,
+                   help="peak dense TFLOP/s per device for MFU (989: H100 SXM / H200 bf16)")
+    p.add_argument("--tiny", action="store_true", help="the slim test config (tests/tiny.py)")
+    p.add_argument("--dtype", default=None,
+                   help="override model.dtype (default: the config's; sota bfloat16, tiny float32)")
+    p.add_argument("--devices", type=int, default=0, help="use the first N devices (0: all)")
+    p.add_argument("--cpu_devices", type=int, default=0,
+                   help="run on N fake CPU devices (jax_num_cpu_devices; before JAX starts)")
+    p.add_argument("--time_budget_s", type=float, default=0.0,
+                   help="skip the remaining batch sizes once this is likely to be exceeded (0: off)")
+    p.add_argument("--keep_going_after_oom", action="store_true",
+                   help="still try the larger batch sizes after one ran out of memory")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+    if not args.batch_sizes or min(args.batch_sizes) < 1:
+        p.error("--batch_sizes needs positive integers")
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def load_config(tiny: bool, dtype: str | None = None) -> Any:
+    """The SOTA config or the slim test config, with `model.dtype` optionally overridden."""
+    if tiny:
+        from tests.tiny import tiny_config
+        config = tiny_config()
+    else:
+        from configs import sota
+        config = sota.get_config()
+    if dtype:
+        config.model.dtype = dtype
+    return config
+
+
+def make_optimizer() -> Any:
+    """The pretraining optimizer (torch-style SGD + momentum + weight decay), warmup schedule."""
+    schedule = step.learning_rate_schedule(base_lr=0.01, warmup_start_lr=0.0, warmup_steps=100,
+                                           total_steps=10_000)
+    return step.make_optimizer(schedule)
+
+
+def new_model(config: Any, seed: int = 0) -> nnx.Module:
+    return build_model(config.model, config.crops, axis_name=step.MESH_AXIS,
+                       rngs=nnx.Rngs(seed))
+
+
+def abstract_train_state(config: Any, optimizer: Any) -> tuple[nnx.GraphDef, step.TrainState]:
+    """Graph definition and a shape-only `TrainState` (nothing allocated)."""
+    model = nnx.eval_shape(lambda: new_model(config))
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graphdef, step.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
+                                     batch_stats=batch_stats,
+                                     opt_state=jax.eval_shape(optimizer.init, params))
+
+
+def abstract_batch(config: Any, global_batch: int) -> dict[str, jax.ShapeDtypeStruct]:
+    video, audio = input_shapes(config.input, global_batch)
+    return {"video1": jax.ShapeDtypeStruct(video, jnp.float32),
+            "video2": jax.ShapeDtypeStruct(video, jnp.float32),
+            "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
+            "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32)}
+
+
+def _macs(jaxpr: jax.extend.core.Jaxpr) -> int:
+    """`count_macs`'s rule, except that a convolution with `lhs_dilation` (the input gradient
+    of a strided convolution) counts only its non-zero inputs: 1/prod(lhs_dilation) of the
+    products (`count_macs` counts the zeros too, 4× a stride-2 2-D convolution's forward)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            rhs_spec = eqn.params["dimension_numbers"].rhs_spec
+            per_output = rhs[rhs_spec[1]] * math.prod(rhs[d] for d in rhs_spec[2:])
+            dilation = math.prod(eqn.params.get("lhs_dilation") or (1,))
+            total += math.prod(eqn.outvars[0].aval.shape) * per_output // dilation
+        elif eqn.primitive.name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            total += _macs(sub)
+    return total
+
+
+def traced_macs(fn: Callable, *args: Any) -> int:
+    """Multiply-adds of the convolutions and matrix products of `fn(*args)`, zeros skipped."""
+    return _macs(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> dict[str, int]:
+    """Multiply-adds per device and step: `forward` (loss) and `train_step` (fwd + bwd).
+
+    Traced on shapes only, inside the same `shard_map` as the step, so the shapes are the
+    per-device ones and the loss's similarity products over the all-gathered batch count.
+    """
+    optimizer = make_optimizer()
+    graphdef, state = abstract_train_state(config, optimizer)
+    batch = abstract_batch(config, per_device_batch * mesh.size)
+    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+    loss_config = step.LossConfig.from_config(config.loss)
+    forward = jax.shard_map(step.make_loss_fn(graphdef, loss_config), mesh=mesh,
+                            in_specs=(P(), P(), P(step.MESH_AXIS), P()), out_specs=P())
+    train_step = step.make_train_step(graphdef, optimizer, loss_config, mesh)
+    return {"forward": count_macs(forward, state.params, state.batch_stats, batch, key),
+            "train_step": traced_macs(train_step, state, batch, key)}
+
+
+def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random normal inputs; each sample gets its own per-channel offset and scale (pure
+    white noise gives near-identical pooled features, see tests/tiny.py)."""
+    video_shape, audio_shape = input_shapes(config.input, global_batch)
+    rng = np.random.default_rng(seed)
+
+    def sample(shape):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        x *= rng.uniform(0.5, 1.5, (shape[0],) + (1,) * (len(shape) - 1)).astype(np.float32)
+        x += rng.standard_normal((shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],),
+                                 dtype=np.float32)
+        return x
+
+    return {"video1": sample(video_shape), "video2": sample(video_shape),
+            "audio": sample(audio_shape), "index": np.arange(global_batch, dtype=np.int32)}
+
+
+def is_oom(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return any(s in text for s in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory",
+                                   "OutOfMemory", "OOM when allocating"))
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    lines = [l for l in str(error).splitlines() if l.strip()]
+    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"
+
+
+def _peak_memory_gib(devices: list[jax.Device]) -> float | None:
+    try:
+        stats = [d.memory_stats() for d in devices]
+    except Exception:  # noqa: BLE001  (not every backend has memory statistics)
+        return None
+    peaks = [s.get("peak_bytes_in_use") for s in stats if s]
+    return max(peaks) / 2**30 if peaks and None not in peaks else None
+
+
+def _xla_flops(compiled: Any) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"])
+    except Exception:  # noqa: BLE001  (optional cross-check)
+        return None
+
+
+def run_batch_size(config: Any, host_state: step.TrainState, graphdef: nnx.GraphDef,
+                   optimizer: Any, mesh: jax.sharding.Mesh, per_device_batch: int,
+                   args: argparse.Namespace, macs: dict[str, int]) -> dict[str, Any]:
+    """Compile, warm up and time the train step at one per-device batch size."""
+    global_batch = per_device_batch * mesh.size
+    replicated = NamedSharding(mesh, P())
+    batch = jax.device_put(synthetic_batch(config, global_batch, args.seed),
+                           step.batch_sharding(mesh))
+    state = jax.device_put(host_state, replicated)
+    keys = jax.device_put(jax.random.split(jax.random.key(args.seed), args.warmup + args.steps),
+                          replicated)
+    keys = [keys[i] for i in range(args.warmup + args.steps)]
+    jax.block_until_ready((batch, state, keys))
+
+    train_step = step.make_train_step(graphdef, optimizer,
+                                      step.LossConfig.from_config(config.loss), mesh)
+    start = time.perf_counter()
+    compiled = train_step.lower(state, batch, keys[0]).compile()
+    compile_s = time.perf_counter() - start
+
+    metrics = []
+    for i in range(args.warmup):
+        state, m = compiled(state, batch, keys[i])
+        metrics.append(m)
+    jax.block_until_ready((state, metrics))
+    start = time.perf_counter()
+    for i in range(args.warmup, args.warmup + args.steps):
+        state, m = compiled(state, batch, keys[i])
+        metrics.append(m)
+    jax.block_until_ready((state, metrics))
+    seconds = time.perf_counter() - start
+
+    metrics = jax.device_get(metrics)
+    losses = [float(m["loss"]) for m in metrics]
+    grad_norms = [float(m["grad_norm"]) for m in metrics]
+    finite = all(float(m["finite"]) == 1.0 for m in metrics) and bool(
+        np.all(np.isfinite(losses)) and np.all(np.isfinite(grad_norms)))
+    step_s = seconds / args.steps
+    peak = args.peak_tflops * 1e12
+    result = {
+        "batch_per_device": per_device_batch, "global_batch": global_batch,
+        "devices": mesh.size, "status": "ok", "steps": args.steps, "warmup": args.warmup,
+        "compile_s": compile_s, "step_ms": 1e3 * step_s, "clips_per_s": global_batch / step_s,
+        "macs_forward_per_device": macs["forward"],
+        "macs_train_step_per_device": macs["train_step"],
+        "tflops_per_s_per_device": 2 * macs["train_step"] / step_s / 1e12,
+        "mfu": 3 * 2 * macs["forward"] / step_s / peak,
+        "mfu_traced": 2 * macs["train_step"] / step_s / peak,
+        "xla_flops_per_device": _xla_flops(compiled),
+        "peak_memory_gib": _peak_memory_gib(list(mesh.devices.flat)),
+        "loss_first": losses[0], "loss": losses[-1], "grad_norm": grad_norms[-1],
+        "finite": finite,
+    }
+    del state, batch, metrics, compiled
+    return result
+
+
+def format_result(r: dict[str, Any]) -> str:
+    head = f"batch/device={r['batch_per_device']}"
+    if r["status"] != "ok":
+        return f"{head} {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
+    mem = "" if r["peak_memory_gib"] is None else f" peak_mem_GiB={r['peak_memory_gib']:.1f}"
+    return (f"{head} global_batch={r['global_batch']} clips/s={r['clips_per_s']:.2f} "
+            f"step_ms={r['step_ms']:.2f} MFU={100 * r['mfu']:.3g}% "
+            f"MFU_traced={100 * r['mfu_traced']:.3g}% "
+            f"TFLOP/s/device={r['tflops_per_s_per_device']:.3g} "
+            f"GFLOP/step/device={2 * r['macs_train_step_per_device'] / 1e9:.4g} compile_s={r['compile_s']:.1f} "
+            f"loss={r['loss']:.4f} grad_norm={r['grad_norm']:.4g} "
+            f"finite={'yes' if r['finite'] else 'NO'}{mem}")
+
+
+def _host_cpu() -> jax.Device | None:
+    try:
+        return jax.devices("cpu")[0]
+    except RuntimeError:  # no CPU backend (jax_platforms without cpu): the default device
+        return None
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    """Rewritten after every batch size, so a run cut short keeps what it measured."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the benchmark, prints its lines, returns `{"config": …, "results": [...], "ok": bool}`."""
+    args = parse_args(argv)
+    if args.cpu_devices:
+        jax.config.update("jax_platforms", "cpu")
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    t_start = time.perf_counter()
+    devices = jax.devices()[:args.devices] if args.devices else jax.devices()
+    mesh = step.make_mesh(devices)
+    config = load_config(args.tiny, args.dtype)
+    name = "tiny" if args.tiny else "sota"
+    video_shape, audio_shape = input_shapes(config.input, 1)
+    print(f"train_step benchmark: config={name} dtype={config.model.dtype} "
+          f"video={video_shape[1:]} audio={audio_shape[1:]} devices={len(devices)}x "
+          f"{devices[0].device_kind} ({devices[0].platform}) jax={jax.__version__} "
+          f"steps={args.steps} warmup={args.warmup} peak={args.peak_tflops:g} TFLOP/s/device",
+          flush=True)
+    print("FLOPs = 2 x MACs of convolutions and matrix products per device; "
+          "MFU = 3 x forward FLOPs (fwd+bwd ~ 3x fwd); MFU_traced = traced fwd+bwd FLOPs",
+          flush=True)
+
+    header = {"config": name, "dtype": config.model.dtype, "device_kind": devices[0].device_kind,
+              "platform": devices[0].platform, "devices": len(devices), "jax": jax.__version__,
+              "peak_tflops": args.peak_tflops, "steps": args.steps, "warmup": args.warmup}
+    optimizer = make_optimizer()
+    # Initialised op by op on the host CPU (fast there; on a GPU each op would compile), then
+    # kept as numpy: every batch size gets a fresh replicated copy (the step donates it).
+    with jax.default_device(_host_cpu()):
+        graphdef, host_state = step.init_train_state(new_model(config, args.seed), optimizer)
+        host_state = jax.device_get(host_state)
+
+    results, previous_s, stop_reason = [], 0.0, None
+    for b in args.batch_sizes:
+        start = time.perf_counter()
+        elapsed = start - t_start
+        if stop_reason is None and args.time_budget_s and previous_s and (
+                elapsed + 1.5 * previous_s > args.time_budget_s):
+            stop_reason = "skipped (time budget)"
+        if stop_reason is not None:
+            r = {"batch_per_device": b, "status": stop_reason}
+        else:
+            try:
+                macs = step_macs(config, b, mesh)
+                r = run_batch_size(config, host_state, graphdef, optimizer, mesh, b, args, macs)
+            except Exception as e:  # noqa: BLE001  (one batch size must not end the run)
+                if is_oom(e):
+                    r = {"batch_per_device": b, "status": "OOM", "error": _first_line(e)}
+                    if not args.keep_going_after_oom:
+                        stop_reason = "skipped (a smaller batch ran out of memory)"
+                else:
+                    traceback.print_exc()
+                    r = {"batch_per_device": b, "status": "ERROR", "error": _first_line(e)}
+            gc.collect()
+            previous_s = time.perf_counter() - start
+        r["wall_s"] = time.perf_counter() - start
+        results.append(r)
+        print(format_result(r), flush=True)
+        write_json(args.json, dict(header, results=results, ok=None, summary=None))
+
+    done = [r for r in results if r["status"] == "ok"]
+    ok = bool(done) and all(r["finite"] for r in done) and not any(
+        r["status"] == "ERROR" for r in results)
+    best = max(done, key=lambda r: r["clips_per_s"]) if done else None
+    oom = [r["batch_per_device"] for r in results if r["status"] == "OOM"]
+    summary = (f"summary: config={name} dtype={config.model.dtype} devices={len(devices)}x "
+               f"{devices[0].device_kind} ")
+    if best:
+        summary += (f"best clips/s={best['clips_per_s']:.2f} "
+                    f"({best['clips_per_s'] / len(devices):.2f}/device) at "
+                    f"batch/device={best['batch_per_device']} step_ms={best['step_ms']:.2f} "
+                    f"MFU={100 * best['mfu']:.3g}% MFU_traced={100 * best['mfu_traced']:.3g}% ")
+    else:
+        summary += "no batch size ran "
+    summary += (f"ran={[r['batch_per_device'] for r in done]} oom={oom} "
+                f"total_s={time.perf_counter() - t_start:.1f} {'OK' if ok else 'FAILED'}")
+    print(summary, flush=True)
+
+    out = dict(header, results=results, ok=ok, summary=summary)
+    write_json(args.json, out)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["ok"] else 1)
