@@ -12,12 +12,12 @@ from configs import sota
 def get_config():
     config = sota.get_config()
     m = config.model
-    m.video_widths = (16, 32, 64, 128)
+    m.video_widths = (8, 16, 32, 64)
     m.video_depths = (1, 1, 1, 1)
-    m.audio_widths = (16, 32, 64, 128)
+    m.audio_widths = (8, 16, 32, 64)
     m.transformer.num_heads = 4
-    m.transformer.mlp_width = 256
-    m.head_hidden = 128
+    m.transformer.mlp_width = 128
+    m.head_hidden = 64
     m.embed_dim = 64
     m.dtype = "float32"  # CPUs have no fast bf16
 
@@ -25,25 +25,25 @@ def get_config():
     i.dataset = "av_digits"
     i.num_frames = 16
     i.frame_stride = 2  # 16 frames span 1 s of the 30-fps clip
-    i.crop_size = 64  # map 4×4 × T'=2
+    i.crop_size = 32  # map 2×2 × T'=2
     i.crop_scale = (0.3, 1.0)
     i.blur_kernel_size = 5
     i.audio_seconds = 1.0
     i.num_mel_bins = 64
-    i.eval_short_side = 64
+    i.eval_short_side = 32
 
     c = config.crops
-    c.space_large, c.n_space_large, c.space_small, c.n_space_small = 3, 2, 2, 2
-    c.time_large, c.n_time_large, c.time_small, c.n_time_small = 2, 1, 1, 1
+    c.space_large, c.n_space_large, c.space_small, c.n_space_small = 1, 2, 0, 0
+    c.time_large, c.n_time_large, c.time_small, c.n_time_small = 1, 2, 0, 0
 
     config.av_digits = {}  # AvDigitsSpec fields; {} = the default (1,500 train / 300 test clips)
-    config.global_batch_size = 32
-    config.num_epochs = 8
-    config.optimizer.base_lr = 0.1
+    config.global_batch_size = 16
+    config.num_epochs = 2
+    config.optimizer.base_lr = 0.05
     config.optimizer.warmup_start_lr = 0.01
-    config.optimizer.warmup_epochs = 1
+    config.optimizer.warmup_epochs = 0.2
     config.optimizer.decay = "cosine"
-    config.log_every_steps = 25
+    config.log_every_steps = 10
     config.checkpoint_every_steps = 200
 
     e = config.eval

@@ -57,18 +57,19 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.volume_jitter = (0.9, 1.1)  # volume jitter (seed §6.1, spec §7)
     config.input.blur_kernel_size = 11  # Gaussian blur kernel (spec §7)
     config.train_split = "train"
+    config.input_shards = 0  # data shards; 0 = one per host (fix it to make runs host-count-free)
 
     config.mode = "pretrain"  # "pretrain" (STiCA) or "supervised" (seed Table 8)
     config.seed = 0
     config.data_dir = ""  # TFDS data dir; "" = TFDS's default (~/tensorflow_datasets)
     config.global_batch_size = 512  # 8 per GPU × 64 GPUs (seed §6.1)
-    config.num_epochs = 100  # seed §6.1 (the official script ran 151)
+    config.num_epochs = 100.0  # seed §6.1 (the official script ran 151)
     config.num_train_examples = 0  # 0 = read from the prepared dataset's metadata
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.base_lr = 0.64  # seed §6.1
     config.optimizer.warmup_start_lr = 0.01  # official start_warmup (spec §8)
-    config.optimizer.warmup_epochs = 10  # seed §6.1
+    config.optimizer.warmup_epochs = 10.0  # seed §6.1
     config.optimizer.decay = "constant"  # official: constant after warmup; "cosine" optional
     config.optimizer.final_lr = 0.0  # cosine end value
     config.optimizer.momentum = 0.9  # seed §6.1

@@ -179,6 +179,45 @@ def num_train_examples(config: ml_collections.ConfigDict, data_dir: str) -> int:
     return builder.info.splits[config.train_split].num_examples
 
 
+class ShardBatches:
+    """This host's rows of each global batch, read as `num_shards` fixed data shards.
+
+    Shard s yields rows `[s·B/S, (s+1)·B/S)` of every global batch, so the global batches (and
+    the per-sample randomness, keyed by the global index) do not depend on how many hosts
+    share the work: 2 hosts × 1 shard each read exactly what 1 host × 2 shards reads.
+    """
+
+    def __init__(self, shards: list):
+        self.shards = shards
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        parts = [next(s) for s in self.shards]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @property
+    def skipped_records(self) -> int:
+        return sum(s.skipped_records for s in self.shards)
+
+
+def host_batches(config: ml_collections.ConfigDict, data_dir: str | None,
+                 start_step: int) -> ShardBatches:
+    """Pretraining batches of this host; `config.input_shards` (0 = one per host) data shards."""
+    from data_pipeline import pipeline
+
+    num_shards = config.get("input_shards", 0) or jax.process_count()
+    if num_shards % jax.process_count() or config.global_batch_size % num_shards:
+        raise ConfigError(f"input_shards={num_shards} must be a multiple of the "
+                          f"{jax.process_count()} hosts and divide global_batch_size")
+    per_host = num_shards // jax.process_count()
+    first = jax.process_index() * per_host
+    return ShardBatches([
+        pipeline.make_pretrain_dataset(
+            config.input, split=config.train_split, data_dir=data_dir,
+            batch_size_per_host=config.global_batch_size // num_shards, seed=config.seed,
+            process_index=shard, process_count=num_shards, start_step=start_step)
+        for shard in range(first, first + per_host)])
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
@@ -227,12 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_chief:
             print(f"resuming from the checkpoint of step {start_step}", flush=True)
 
-    from data_pipeline import pipeline
-
-    batches = pipeline.make_pretrain_dataset(
-        config.input, split=config.train_split, data_dir=data_dir,
-        batch_size_per_host=config.global_batch_size // jax.process_count(), seed=config.seed,
-        start_step=start_step)
+    batches = host_batches(config, data_dir, start_step)
 
     # -- Train step -------------------------------------------------------------------------------
     train_step = step_lib.make_train_step(graphdef, optimizer,

@@ -25,24 +25,11 @@ def load_config(path):
     return module.get_config()
 
 
-def tiny_demo_config(workdir_data: str):
-    """The demo config shrunk to seconds: a few dozen clips, a slimmer net, a few steps."""
-    from configs import demo
+def tiny_demo_config(data_dir: str):
+    from tests import tiny_demo_config
 
-    config = demo.get_config()
-    config.data_dir = workdir_data
-    config.av_digits = dict(num_train=48, num_test=24, seconds=1.5, frame_size=32)
-    config.model.video_widths = config.model.audio_widths = (8, 8, 16, 16)
-    config.model.transformer.mlp_width = 32
-    config.model.head_hidden, config.model.embed_dim = 16, 16
-    config.input.num_frames, config.input.crop_size, config.input.num_mel_bins = 16, 32, 32
-    config.input.eval_short_side = 32
-    config.crops.space_large, config.crops.space_small = 2, 1
-    config.global_batch_size = 16
-    config.eval.batch_size = 16
-    config.num_epochs = 4  # 3 steps per epoch
-    config.log_every_steps = 1
-    config.checkpoint_every_steps = 4
+    config = tiny_demo_config.get_config()
+    config.data_dir = data_dir
     return config
 
 

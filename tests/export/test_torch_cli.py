@@ -64,3 +64,34 @@ def test_cli_exports_a_fresh_model_that_pytorch_loads(tmp_path):
         z = net.embed_video(torch.randn(1, 3, 8, 32, 32))
     assert z.shape == (1, 256)
     np.testing.assert_allclose(z.norm(dim=-1).numpy(), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_exports_a_real_training_checkpoint(tmp_path):
+    """--workdir on an orbax checkpoint written by the trainer's own checkpoint code."""
+    import jax
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+    from safetensors.numpy import load_file
+
+    from configs import sota
+    from stica_jax import checkpointing, train
+
+    config = sota.get_config()
+    config.model.dtype = "float32"
+    _, _, state = train.create_train_state(config)
+    state = state.replace(step=jnp.int32(7),
+                          params=jax.tree.map(lambda x: x + 0.5, state.params))
+    workdir = tmp_path / "work"
+    checkpointing.save_config(str(workdir), config)
+    manager = checkpointing.make_manager(str(workdir), async_save=False)
+    manager.save(7, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+
+    result = run_cli(f"--workdir={workdir}", f"--out={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / export.MANIFEST_FILE).read_text())
+    assert manifest["step"] == 7
+    tensors = load_file(str(tmp_path / "out" / export.VIDEO_FILE))
+    kernel = np.asarray(state.params["video_backbone"]["stem"]["spatial"]["kernel"][...])
+    np.testing.assert_array_equal(tensors["stem.0.weight"], kernel.transpose(4, 3, 0, 1, 2))

@@ -1,0 +1,107 @@
+"""`python -m stica_jax.main` as a real job: SIGKILL + restart, and two hosts vs one.
+
+Each test runs the tiny demo config (tests/tiny_demo_config.py, 12 steps) in subprocesses.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
+
+
+def _main(workdir, data_dir, *flags, devices=4, extra_env=None):
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu",
+               TF_CPP_MIN_LOG_LEVEL="2", **(extra_env or {}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "stica_jax.main", f"--config={CONFIG}", f"--workdir={workdir}",
+         f"--config.data_dir={data_dir}", "--config.eval.method=none", *flags],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _history(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _final_params(workdir):
+    from stica_jax import checkpointing
+
+    import jax
+    from flax import nnx
+
+    _, model, step = checkpointing.restore_model(workdir)
+    return step, [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Generate the tiny AV-digits once (a short run does it), shared by the tests."""
+    path = str(tmp_path_factory.mktemp("data"))
+    _finish(_main(str(tmp_path_factory.mktemp("warmup")), path, "--config.num_epochs=0"))
+    return path
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_ends_with_identical_parameters(data_dir, tmp_path):
+    straight = str(tmp_path / "straight")
+    _finish(_main(straight, data_dir))
+    killed = str(tmp_path / "killed")
+    proc = _main(killed, data_dir, "--config.checkpoint_every_steps=2")
+    # Kill between checkpoints, once a few steps past the first checkpoint have been logged.
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        path = os.path.join(killed, "metrics.jsonl")
+        if os.path.exists(path) and len(open(path).readlines()) >= 5:
+            break
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_before = len(_history(killed))
+    assert steps_before < 12  # it really was interrupted
+    out = _finish(_main(killed, data_dir, "--config.checkpoint_every_steps=2"))
+    assert "resuming from the checkpoint of step" in out
+    step_a, params_a = _final_params(straight)
+    step_b, params_b = _final_params(killed)
+    assert step_a == step_b == 12
+    for a, b in zip(params_a, params_b):
+        np.testing.assert_array_equal(a, b)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_of_two_devices_follow_one_process_of_four(data_dir, tmp_path):
+    single = str(tmp_path / "single")
+    _finish(_main(single, data_dir, "--config.input_shards=2", "--config.num_epochs=2"))
+    multi = str(tmp_path / "multi")
+    port = _free_port()
+    procs = [_main(multi, data_dir, "--config.input_shards=2", "--config.num_epochs=2",
+                   f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                   f"--process_id={i}", devices=2) for i in range(2)]
+    outs = [_finish(p) for p in procs]
+    assert "mesh: 4 devices on 2 hosts" in outs[0] or os.path.exists(multi)
+    a, b = _history(single), _history(multi)
+    assert [h["step"] for h in a] == [h["step"] for h in b] == list(range(1, 7))
+    for key in ("loss", "loss_av", "loss_crops", "grad_norm"):
+        np.testing.assert_allclose([h[key] for h in b], [h[key] for h in a], rtol=1e-4,
+                                   err_msg=key)
