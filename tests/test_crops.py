@@ -87,7 +87,8 @@ def test_crop_larger_than_the_map_is_named():
     from flax import nnx
 
     with pytest.raises(ValueError, match="large spatial crop 6×6 is larger than the 4×4 feature map"):
-        nnx.eval_shape(lambda m: m(v, v, a, jax.random.split(jax.random.key(0), 1)), model)
+        nnx.eval_shape(lambda m, v, a: m(v, v, a, jax.random.split(jax.random.key(0), 1)),
+                       model, v, a)
 
 
 def test_temporal_crop_longer_than_the_map_is_named():

@@ -42,6 +42,9 @@ def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
     fake = types.ModuleType("stica_jax.checkpointing")
     fake.restore_model = restore_model
     monkeypatch.setitem(sys.modules, "stica_jax.checkpointing", fake)
+    import stica_jax
+
+    monkeypatch.setattr(stica_jax, "checkpointing", fake, raising=False)
     # The tiny model is refused, after the checkpoint was asked for the right step.
     with pytest.raises(export.UnsupportedArchitectureError, match="no torchvision counterpart"):
         export.export_from_workdir("/some/workdir", str(tmp_path), step=1000)
