@@ -32,12 +32,10 @@ optax (+ ml_collections for the config, absl-py and PyYAML being its needs).
 import argparse
 import gc
 import json
-import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,32 +126,6 @@ def abstract_batch(config: Any, global_batch: int) -> dict[str, jax.ShapeDtypeSt
             "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32)}
 
 
-def _macs(jaxpr: jax.extend.core.Jaxpr) -> int:
-    """`count_macs`'s rule, except that a convolution with `lhs_dilation` (the input gradient
-    of a strided convolution) counts only its non-zero inputs: 1/prod(lhs_dilation) of the
-    products (`count_macs` counts the zeros too, 4× a stride-2 2-D convolution's forward)."""
-    total = 0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            rhs_spec = eqn.params["dimension_numbers"].rhs_spec
-            per_output = rhs[rhs_spec[1]] * math.prod(rhs[d] for d in rhs_spec[2:])
-            dilation = math.prod(eqn.params.get("lhs_dilation") or (1,))
-            total += math.prod(eqn.outvars[0].aval.shape) * per_output // dilation
-        elif eqn.primitive.name == "dot_general":
-            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            total += _macs(sub)
-    return total
-
-
-def traced_macs(fn: Callable, *args: Any) -> int:
-    """Multiply-adds of the convolutions and matrix products of `fn(*args)`, zeros skipped."""
-    return _macs(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
 def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> dict[str, int]:
     """Multiply-adds per device and step: `forward` (loss) and `train_step` (fwd + bwd).
 
@@ -169,7 +141,7 @@ def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> di
                             in_specs=(P(), P(), P(step.MESH_AXIS), P()), out_specs=P())
     train_step = step.make_train_step(graphdef, optimizer, loss_config, mesh)
     return {"forward": count_macs(forward, state.params, state.batch_stats, batch, key),
-            "train_step": traced_macs(train_step, state, batch, key)}
+            "train_step": count_macs(train_step, state, batch, key)}
 
 
 def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, np.ndarray]:

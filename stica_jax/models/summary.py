@@ -29,7 +29,10 @@ def _jaxpr_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
             rhs = eqn.invars[1].aval.shape
             rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
             per_output = rhs[rhs_spec[1]] * math.prod(rhs[d] for d in rhs_spec[2:])
-            total += math.prod(eqn.outvars[0].aval.shape) * per_output
+            # An lhs-dilated convolution (the input gradient of a strided one) multiplies
+            # inserted zeros: count only the products with real inputs.
+            dilation = math.prod(eqn.params.get("lhs_dilation") or (1,))
+            total += math.prod(eqn.outvars[0].aval.shape) * per_output // dilation
         elif eqn.primitive.name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]
             lhs = eqn.invars[0].aval.shape
@@ -40,7 +43,10 @@ def _jaxpr_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
 
 
 def count_macs(fn: Callable, *args: Any) -> int:
-    """Multiply-adds of convolutions and matrix products in `fn(*args)` (shape structs ok)."""
+    """Multiply-adds of convolutions and matrix products in `fn(*args)` (shape structs ok).
+
+    Zeros inserted by lhs dilation (backward passes of strided convolutions) are not counted.
+    """
     return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
