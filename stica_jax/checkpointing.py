@@ -6,7 +6,6 @@ randomness is a function of the step / global sample index.
 """
 
 import json
-import os
 from typing import Any
 
 import jax
@@ -80,6 +79,3 @@ def restore_model(workdir: str, step: int | None = None
     model.eval()
     return config, model, int(step)
 
-
-def exists(workdir: str) -> bool:
-    return os.path.isdir(os.path.join(workdir, "checkpoints"))
