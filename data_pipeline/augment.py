@@ -4,12 +4,12 @@ Every random parameter of a view is drawn once from that view's seed and applied
 frames, so motion stays coherent inside a view while the two views of a clip differ. Parameters
 depend only on the seed and the frame size, never on the frame content or the number of frames.
 
-Speed (profiled with benchmarks/input_pipeline.py): the flip mirrors the uint8 crop before it is
-resized, and colour jitter, grayscale and the final clip are folded into one
-per-frame affine colour map applied in a single pass. Brightness, contrast (towards each frame's
-mean grey) and saturation are affine in the pixel values, so their composition in any order is
-exact; the one difference from torchvision is that values are clipped to [0, 1] once, after the
-last colour op, instead of after each op.
+Speed (profiled with benchmarks/input_pipeline.py, numbers in benchmarks/RESULTS.md): after the
+crop + resize, flip, colour jitter, grayscale, the clip to [0, 1] and the normalisation are one
+fused XLA pass (a per-frame affine colour map), and the blur is two fused XLA passes of shifted
+sums. Brightness, contrast (towards each frame's mean grey) and saturation are affine in the pixel
+values, so their composition in any order is exact; the one difference from torchvision is that
+values are clipped to [0, 1] once, after the last colour op, instead of after each op.
 """
 
 import dataclasses
@@ -55,17 +55,16 @@ def normalize(frames: tf.Tensor, *, mean: float = VIDEO_MEAN, std: float = VIDEO
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, what torchvision's grayscale uses
 
 
-def random_resized_crop(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig, flip: tf.Tensor | bool = False) -> tf.Tensor:
-  """One random box (scale, ratio) for the whole clip, resized to S×S, mirrored if `flip`.
+def random_resized_crop(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+  """One random box (scale, ratio) for the whole clip, resized to S×S.
 
   Args:
     frames: uint8 or float `[T, H, W, 3]`.
     seed: int `[2]` stateless seed.
     config: crop size, scale range (fraction of the frame area) and aspect-ratio range (w/h).
-    flip: scalar bool; mirrors the crop left-right.
 
   Returns:
-    float32 `[T, S, S, 3]` in the input's value range (bilinear).
+    float32 `[T, S, S, 3]` in the input's value range (bilinear, half-pixel centres).
   """
   image_size = tf.shape(frames)[1:]
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -79,14 +78,8 @@ def random_resized_crop(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfi
       use_image_if_no_bounding_boxes=True,
   )
   cropped = tf.slice(frames, tf.concat([[0], begin[:2], [0]], 0), tf.concat([[-1], size[:2], [-1]], 0))
-  # Mirroring the crop before resizing touches the fewest (and narrowest, uint8) values.
-  cropped = tf.cond(tf.convert_to_tensor(flip), lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
-  return tf.image.resize(cropped, [config.crop_size, config.crop_size], method="bilinear")
-
-
-def _grayscale(frames: tf.Tensor) -> tf.Tensor:
-  """`[..., 3]` -> `[..., 1]` luma."""
-  return tf.image.rgb_to_grayscale(frames)
+  resized = tf.image.resize(cropped, [config.crop_size, config.crop_size], method="bilinear")
+  return tf.ensure_shape(resized, [None, config.crop_size, config.crop_size, 3])
 
 
 def _affine_colour_ops(mean_grey_of, factors: tf.Tensor):
@@ -153,18 +146,66 @@ def colour_transform(
   return tf.cond(grayscale, lambda: (matrix @ to_grey, offset @ to_grey), lambda: (matrix, offset))
 
 
-def color_jitter(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
-  """Brightness, contrast, saturation in random order on float `[T, H, W, 3]` in [0, 1]."""
-  matrix, offset = colour_transform(
-      tf.reduce_mean(frames, axis=[1, 2]), seed, config, tf.constant(True), tf.constant(False)
-  )
-  return apply_colour_transform(frames, matrix, offset)
+def _reflect_pad(frames: tf.Tensor, radius: int) -> tf.Tensor:
+  """`[T, H, W, C]` → `[T, H + 2r, W + 2r, C]`, mirrored without repeating the edge (torchvision's)."""
+  return tf.pad(frames, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
 
 
-def apply_colour_transform(frames: tf.Tensor, matrix: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-  """`clip(x @ matrix + offset[t], 0, 1)` for float `[T, H, W, 3]`, one pass."""
-  out = tf.einsum("thwc,cd->thwd", frames, matrix) + offset[:, tf.newaxis, tf.newaxis, :]
-  return tf.clip_by_value(out, 0.0, 1.0)
+# The per-pixel ops and the blur taps run as XLA kernels: XLA fuses a chain of elementwise ops
+# into one pass over the frames, where TensorFlow's own kernels take one pass per op (and a slow
+# one for broadcasts over [T, 1, 1, 3]); profiled in benchmarks/RESULTS.md. Each function is a
+# separate XLA cluster, so its output is materialised: the two blur passes must not be fused into
+# one (that would recompute each row pass 11 times).
+@tf.function(jit_compile=True)
+def _frame_means(frames: tf.Tensor) -> tf.Tensor:
+  """`[T, H, W, C]` → `[T, C]`."""
+  return tf.reduce_mean(frames, axis=[1, 2])
+
+
+@tf.function(jit_compile=True)
+def _colour_map(
+    frames: tf.Tensor, matrix: tf.Tensor, offset: tf.Tensor, flip: tf.Tensor, mean: float, std: float, pad: int
+) -> tf.Tensor:
+  """`(clip(x @ matrix + offset[t], 0, 1) - mean) / std`, mirrored if `flip`, reflect-padded by `pad`.
+
+  One fused pass: float `[T, H, W, 3]` → float32 `[T, H + 2 pad, W + 2 pad, 3]`.
+  """
+  frames = tf.where(flip, tf.reverse(frames, axis=[2]), frames)
+  # x @ matrix written per input channel: XLA fuses it, where a dot with K = 3 would not be.
+  mapped = offset[:, tf.newaxis, tf.newaxis, :]
+  for channel in range(3):
+    mapped += frames[..., channel:channel + 1] * matrix[channel]
+  out = (tf.clip_by_value(mapped, 0.0, 1.0) - mean) / std
+  return _reflect_pad(out, pad) if pad else out
+
+
+@tf.function(jit_compile=True)
+def _blur_rows(padded: tf.Tensor, kernel_1d: tf.Tensor) -> tf.Tensor:
+  """`[T, H + 2r, W', C]` → `[T, H, W', C]`: the taps along H, a fused sum of shifted slices."""
+  taps = kernel_1d.shape[0]
+  height = tf.shape(padded)[1] - (taps - 1)
+  return tf.add_n([kernel_1d[i] * padded[:, i:i + height] for i in range(taps)])
+
+
+@tf.function(jit_compile=True)
+def _blur_columns(padded: tf.Tensor, kernel_1d: tf.Tensor) -> tf.Tensor:
+  """`[T, H, W + 2r, C]` → `[T, H, W, C]`."""
+  taps = kernel_1d.shape[0]
+  width = tf.shape(padded)[2] - (taps - 1)
+  return tf.add_n([kernel_1d[i] * padded[:, :, i:i + width] for i in range(taps)])
+
+
+def gaussian_kernel(sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
+  """float32 `[kernel_size]`: normalised samples of a Gaussian at integer offsets (torchvision's)."""
+  radius = kernel_size // 2
+  offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+  kernel_1d = tf.exp(-0.5 * tf.square(offsets / tf.cast(sigma, tf.float32)))
+  return kernel_1d / tf.reduce_sum(kernel_1d)
+
+
+def _blur_padded(padded: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
+  kernel_1d = gaussian_kernel(sigma, kernel_size)
+  return _blur_columns(_blur_rows(padded, kernel_1d), kernel_1d)
 
 
 def gaussian_blur(frames: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
@@ -178,26 +219,25 @@ def gaussian_blur(frames: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -> tf.T
   Returns:
     float32 `[T, H, W, C]`.
   """
-  radius = kernel_size // 2
-  offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-  kernel_1d = tf.exp(-0.5 * tf.square(offsets / sigma))
-  kernel_1d /= tf.reduce_sum(kernel_1d)
-  channels = tf.shape(frames)[-1]
-  padded = tf.pad(frames, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-  vertical = tf.tile(tf.reshape(kernel_1d, [kernel_size, 1, 1, 1]), [1, 1, channels, 1])
-  horizontal = tf.tile(tf.reshape(kernel_1d, [1, kernel_size, 1, 1]), [1, 1, channels, 1])
-  blurred = tf.nn.depthwise_conv2d(padded, vertical, strides=[1, 1, 1, 1], padding="VALID")
-  return tf.nn.depthwise_conv2d(blurred, horizontal, strides=[1, 1, 1, 1], padding="VALID")
+  return _blur_padded(_reflect_pad(tf.cast(frames, tf.float32), kernel_size // 2), sigma, kernel_size)
+
+
+def apply_colour_transform(frames: tf.Tensor, matrix: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+  """`clip(x @ matrix + offset[t], 0, 1)` for float `[T, H, W, 3]`, one pass."""
+  return _colour_map(tf.cast(frames, tf.float32), matrix, offset, tf.constant(False), 0.0, 1.0, 0)
 
 
 def augment_clip(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
   """One augmented, normalised view of a clip, every frame with the same parameters.
 
   Order (SimCLR): random resized crop → horizontal flip → colour jitter (p) → grayscale (p) →
-  Gaussian blur (p) → normalise.
+  Gaussian blur (p) → normalise. Computed as: crop + resize; one fused pass of flip, colour map
+  (jitter + grayscale), clip to [0, 1] and normalisation; then the blur. Mirroring commutes with
+  the (symmetric) resize, the per-pixel colour map and the (symmetric) blur, and the blur, whose
+  weights sum to 1, commutes with the affine normalisation, so this equals the SimCLR order.
 
   Args:
-    frames: uint8 `[T, H, W, 3]`.
+    frames: uint8 `[T, H, W, 3]` (or float in [0, 1]).
     seed: int `[2]`, the view's stateless seed; equal seeds give equal views.
     config: augmentation parameters.
 
@@ -210,26 +250,22 @@ def augment_clip(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> t
   def happens(probability: float, coin_seed: tf.Tensor) -> tf.Tensor:
     return tf.random.stateless_uniform([], coin_seed) < probability
 
-  clip_shape = [None, config.crop_size, config.crop_size, 3]
-  clip = random_resized_crop(frames, crop_seed, config, flip=happens(config.flip_prob, flip_seed))
-  clip = tf.ensure_shape(clip, clip_shape)
-  if frames.dtype == tf.uint8:
-    clip = clip / 255.0
+  value_scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
+  clip = random_resized_crop(frames, crop_seed, config)  # [T, S, S, 3] in the input's range
   jitter = happens(config.color_jitter_prob, jitter_apply_seed)
   grayscale = happens(config.grayscale_prob, gray_seed)
-  clip = tf.cond(
-      tf.logical_or(jitter, grayscale),
-      lambda: apply_colour_transform(
-          clip, *colour_transform(tf.reduce_mean(clip, axis=[1, 2]), jitter_seed, config, jitter, grayscale)
-      ),
-      lambda: clip,
+  frame_means = tf.cond(
+      jitter, lambda: _frame_means(clip) * value_scale, lambda: tf.zeros([tf.shape(clip)[0], 3])
   )
-  clip = tf.ensure_shape(clip, clip_shape)
+  matrix, offset = colour_transform(frame_means, jitter_seed, config, jitter, grayscale)
+  matrix *= value_scale
+  flip = happens(config.flip_prob, flip_seed)
   sigma = tf.random.stateless_uniform([], sigma_seed, config.blur_sigma[0], config.blur_sigma[1])
-  clip = tf.cond(
+  radius = config.blur_kernel_size // 2
+  return tf.cond(
       happens(config.blur_prob, blur_apply_seed),
-      lambda: gaussian_blur(clip, sigma, config.blur_kernel_size),
-      lambda: clip,
+      lambda: _blur_padded(
+          _colour_map(clip, matrix, offset, flip, config.mean, config.std, radius), sigma, config.blur_kernel_size
+      ),
+      lambda: _colour_map(clip, matrix, offset, flip, config.mean, config.std, 0),
   )
-  clip = tf.ensure_shape(clip, clip_shape)
-  return normalize(clip, mean=config.mean, std=config.std)

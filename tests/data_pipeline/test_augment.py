@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,9 +83,66 @@ def test_the_folded_colour_map_equals_the_ops_applied_one_after_another():
 
 
 def test_a_flipped_view_is_the_mirror_of_the_unflipped_one():
+  # The flip coin has its own seed: flip_prob 1 vs 0 changes nothing else of the view.
+  frames = _clip(2)
+  mirrored = augment_clip(frames, tf.constant([3, 4]), dataclasses.replace(CONFIG, flip_prob=1.0)).numpy()
+  plain = augment_clip(frames, tf.constant([3, 4]), dataclasses.replace(CONFIG, flip_prob=0.0)).numpy()
+  np.testing.assert_allclose(mirrored, plain[:, :, ::-1], atol=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.7, 2.0])
+def test_blur_matches_scipy_gaussian_filter_with_reflect_borders(sigma):
+  from scipy import ndimage
+
+  frames = np.random.default_rng(2).uniform(0, 1, (2, 20, 17, 3)).astype(np.float32)
+  # scipy's "mirror" is torchvision's reflect (edge not repeated); truncate to radius 5 = kernel 11.
+  expected = ndimage.gaussian_filter(frames, sigma=(0, sigma, sigma, 0), mode="mirror", truncate=5 / sigma)
+  blurred = gaussian_blur(frames, tf.constant(sigma), 11).numpy()
+  np.testing.assert_allclose(blurred, expected, atol=1e-5)
+
+
+def test_blur_matches_torchvision_gaussian_blur():
+  torch = pytest.importorskip("torch")
+  from torchvision.transforms import functional as tvf
+
+  frames = np.random.default_rng(3).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+  expected = tvf.gaussian_blur(torch.from_numpy(frames).permute(0, 3, 1, 2), [11, 11], [1.3, 1.3])
+  blurred = gaussian_blur(frames, tf.constant(1.3), 11).numpy()
+  np.testing.assert_allclose(blurred, expected.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_a_view_equals_the_simclr_chain_applied_op_by_op(grayscale):
+  # Reference: crop + resize, then flip, jitter (factors and order drawn as augment_clip does),
+  # grayscale, blur (scipy) and normalisation, each as its own NumPy op on [0, 1] values.
+  from scipy import ndimage
+
   from data_pipeline import augment
 
-  frames = tf.constant(_clip(2), tf.float32)
-  plain = augment.random_resized_crop(frames, tf.constant([3, 4]), CONFIG, flip=False).numpy()
-  mirrored = augment.random_resized_crop(frames, tf.constant([3, 4]), CONFIG, flip=True).numpy()
-  np.testing.assert_allclose(mirrored, plain[:, :, ::-1], atol=1e-3)
+  config = dataclasses.replace(
+      CONFIG, flip_prob=1.0, color_jitter_prob=1.0, grayscale_prob=float(grayscale), blur_prob=1.0
+  )
+  frames = _clip(3)
+  seed = tf.constant([5, 9])
+  crop_seed, _, _, jitter_seed, _, _, sigma_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 7))
+  x = augment.random_resized_crop(frames, crop_seed, config).numpy()[:, :, ::-1] / 255.0
+  factor_seed, order_seed = tf.unstack(tf.random.experimental.stateless_split(jitter_seed, 2))
+  factors = tf.random.stateless_uniform([3], factor_seed, minval=0.6, maxval=1.4).numpy()
+  order = augment._JITTER_ORDERS[int(tf.random.stateless_uniform([], order_seed, 0, 6, dtype=tf.int32))]
+  luma = np.array([0.299, 0.587, 0.114])
+  grey = lambda image: (image @ luma)[..., None]
+  ops = (
+      lambda image: image * factors[0],
+      lambda image: (image - grey(image).mean(axis=(1, 2), keepdims=True)) * factors[1]
+      + grey(image).mean(axis=(1, 2), keepdims=True),
+      lambda image: grey(image) + factors[2] * (image - grey(image)),
+  )
+  for op_index in order:
+    x = ops[op_index](x)
+  if grayscale:
+    x = np.repeat(grey(x), 3, axis=-1)
+  x = np.clip(x, 0, 1)  # once, after the last colour op (see augment)
+  sigma = float(tf.random.stateless_uniform([], sigma_seed, 0.1, 2.0))
+  x = ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="mirror", truncate=2 / sigma)
+  expected = (x - 0.45) / 0.225
+  np.testing.assert_allclose(augment_clip(frames, seed, config).numpy(), expected, atol=1e-4)
