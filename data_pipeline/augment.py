@@ -262,10 +262,11 @@ def augment_clip(frames: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> t
   flip = happens(config.flip_prob, flip_seed)
   sigma = tf.random.stateless_uniform([], sigma_seed, config.blur_sigma[0], config.blur_sigma[1])
   radius = config.blur_kernel_size // 2
-  return tf.cond(
+  view = tf.cond(
       happens(config.blur_prob, blur_apply_seed),
       lambda: _blur_padded(
           _colour_map(clip, matrix, offset, flip, config.mean, config.std, radius), sigma, config.blur_kernel_size
       ),
       lambda: _colour_map(clip, matrix, offset, flip, config.mean, config.std, 0),
   )
+  return tf.ensure_shape(view, [frames.shape[0], config.crop_size, config.crop_size, 3])

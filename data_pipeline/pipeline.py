@@ -352,10 +352,16 @@ def audio_eval_example(example: Mapping[str, tf.Tensor], config: InputConfig) ->
 
 
 class HostBatches(Iterator[dict[str, np.ndarray]]):
-  """Per-host NumPy batches; counts the corrupt records it skipped.
+  """Per-host NumPy batches; counts the corrupt records it met.
+
+  A corrupt record keeps its slot in the stream (see `marking_corrupt_records`), so batch k
+  always holds stream elements `[k * B, (k + 1) * B)` and resuming at a step stays exact. In a
+  training batch the row of a corrupt record is replaced by a copy of a valid row of the same
+  batch (of the next batch holding one if none is valid); in an evaluation batch it is masked
+  out (mask False, index -1).
 
   Attributes:
-    skipped_records: records dropped so far because they failed to parse or decode.
+    skipped_records: corrupt records (failed to parse or decode) met in the batches given so far.
     records_per_epoch: records this host reads per pass over its shard.
     num_batches: batches of an evaluation pass (equal on every host); None when endless.
   """
@@ -368,7 +374,6 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
       process_index: int,
       process_count: int,
       start_step: int,
-      start_position: int,
       records_per_epoch: int,
       num_batches: int | None = None,
   ):
@@ -377,8 +382,7 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
     self._process_index = process_index
     self._process_count = process_count
     self._step = start_step
-    self._start_position = start_position
-    self._elements_seen = 0
+    self._lookahead: list[dict[str, np.ndarray]] = []
     self.skipped_records = 0
     self.records_per_epoch = records_per_epoch
     self.num_batches = num_batches
@@ -387,8 +391,12 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
   def __next__(self) -> dict[str, np.ndarray]:
     if self.num_batches is not None:
       return self._next_eval_batch()
-    batch = next(self._iterator)
-    self._count(batch.pop("_position"))
+    batch = self._lookahead.pop(0) if self._lookahead else next(self._iterator)
+    batch.pop("_position")
+    valid = batch.pop("_valid")
+    if not valid.all():
+      self.skipped_records += int(np.sum(~valid))
+      self._replace_corrupt_rows(batch, valid)
     global_batch = self._batch_size * self._process_count
     batch["index"] = (
         self._step * global_batch + self._process_index * self._batch_size + np.arange(self._batch_size)
@@ -396,10 +404,20 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
     self._step += 1
     return batch
 
-  def _count(self, positions: np.ndarray) -> None:
-    # Positions are consecutive stream elements; the gaps are the records that were dropped.
-    self._elements_seen += len(positions)
-    self.skipped_records = int(positions.max()) + 1 - self._start_position - self._elements_seen
+  def _replace_corrupt_rows(self, batch: dict[str, np.ndarray], valid: np.ndarray) -> None:
+    """Rows of corrupt records ← valid rows, in order, cycling: a pure function of the stream."""
+    donor_batch, donor_valid, ahead = batch, valid, 0
+    while not donor_valid.any():
+      if ahead == len(self._lookahead):
+        self._lookahead.append(next(self._iterator))
+      donor_batch = self._lookahead[ahead]
+      donor_valid = donor_batch["_valid"]
+      ahead += 1
+    corrupt, donors = np.flatnonzero(~valid), np.flatnonzero(donor_valid)
+    donors = donors[np.arange(len(corrupt)) % len(donors)]
+    for key in batch:
+      batch[key] = batch[key].copy()  # as_numpy_iterator's arrays are read-only views
+      batch[key][corrupt] = donor_batch[key][donors]
 
   def _next_eval_batch(self) -> dict[str, np.ndarray]:
     if self._emitted >= self.num_batches:
@@ -412,34 +430,50 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
         raise RuntimeError("this host read no evaluation example") from None
       batch = {key: value[:0] for key, value in self._template.items()}
     positions = batch.pop("_position")
-    if len(positions):
-      self._count(positions)
+    valid = batch.pop("_valid")
+    self.skipped_records += int(np.sum(~valid))
     real = len(positions)
     padded = {
         key: np.concatenate([value, np.zeros((self._batch_size - real,) + value.shape[1:], value.dtype)])
         for key, value in batch.items()
-        if key != "_position"
     }
-    padded["mask"] = np.arange(self._batch_size) < real
-    padded["index"] = np.concatenate([positions, np.full(self._batch_size - real, -1)]).astype(np.int64)
+    padded["mask"] = np.concatenate([valid, np.zeros(self._batch_size - real, bool)])
+    padded["index"] = np.concatenate([np.where(valid, positions, -1), np.full(self._batch_size - real, -1)]).astype(np.int64)
     self._emitted += 1
     return padded
 
 
-def skipping_corrupt_records(records: tf.data.Dataset, process) -> tf.data.Dataset:
-  """`records.map(process)` in parallel and in order, dropping the elements `process` fails on.
+def marking_corrupt_records(records: tf.data.Dataset, process) -> tf.data.Dataset:
+  """`records.map(process)` in parallel and in order, each output with a bool `_valid`.
 
-  Each element is mapped inside its own one-element dataset so that `ignore_errors` covers only
-  that element's parsing and decoding: an error of the reader itself (or its shutdown) still
-  surfaces instead of being skipped forever. `HostBatches` counts the dropped elements.
+  An element `process` fails on (unparsable record, undecodable JPEG) becomes a placeholder of
+  zeros with `_valid` False instead of being dropped: later elements keep their positions, so
+  resumption by step stays exact. Each element is mapped inside its own one-element dataset so
+  that `ignore_errors` covers only that element's parsing and decoding: an error of the reader
+  itself (or its shutdown) still surfaces instead of being skipped forever. `HostBatches` counts
+  and replaces the placeholders.
   """
 
   def process_one(position: tf.Tensor, record: tf.Tensor) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensors((position, record)).map(process).ignore_errors(log_warning=True)
+    processed = (
+        tf.data.Dataset.from_tensors((position, record))
+        .map(process)
+        .ignore_errors(log_warning=True)
+        .map(lambda outputs: {**outputs, "_valid": tf.constant(True)})
+    )
+    zeros = tf.nest.map_structure(_zeros_of_spec, processed.element_spec)
+    placeholder = tf.data.Dataset.from_tensors({**zeros, "_position": position, "_valid": tf.constant(False)})
+    return processed.concatenate(placeholder).take(1)
 
   return records.interleave(
       process_one, cycle_length=tf.data.AUTOTUNE, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
   )
+
+
+def _zeros_of_spec(spec: tf.TensorSpec) -> tf.Tensor:
+  if not spec.shape.is_fully_defined():
+    raise ValueError(f"a corrupt record's placeholder needs static output shapes, got {spec}")
+  return tf.zeros(spec.shape, spec.dtype)
 
 
 def _dataset_options() -> tf.data.Options:
@@ -468,7 +502,7 @@ def _training_batches(
     return outputs
 
   dataset = (
-      skipping_corrupt_records(stream.enumerate(start=start_position), process)
+      marking_corrupt_records(stream.enumerate(start=start_position), process)
       .batch(batch_size_per_host, drop_remainder=True)
       .prefetch(config.prefetch_batches)
       .with_options(_dataset_options())
@@ -479,7 +513,6 @@ def _training_batches(
       process_index=process_index,
       process_count=process_count,
       start_step=start_step,
-      start_position=start_position,
       records_per_epoch=records.num_records,
   )
 
@@ -554,7 +587,7 @@ def _eval_batches(
   dataset = (
       record_stream.single_pass_records(records, group_size=config.group_size)
       .enumerate()
-      .apply(lambda records: skipping_corrupt_records(records, process))
+      .apply(lambda records: marking_corrupt_records(records, process))
       .batch(batch_size_per_host)
       .prefetch(config.prefetch_batches)
       .with_options(_dataset_options())
@@ -565,7 +598,6 @@ def _eval_batches(
       process_index=process_index,
       process_count=process_count,
       start_step=0,
-      start_position=0,
       records_per_epoch=records.num_records,
       num_batches=num_batches,
   )

@@ -1,4 +1,5 @@
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -143,22 +144,27 @@ def test_clip_frames_follow_the_stride_and_repeat_the_last_frame_of_short_videos
   np.testing.assert_array_equal(indices, [3, 5, 7, 9, 11, 11, 11, 11])
 
 
-def test_corrupt_records_are_skipped_and_counted(digits_dir, tiny_config, tmp_path):
+def _corrupt(records: list[bytes], bad_jpegs: int, garbage: int) -> None:
+  """Makes record `bad_jpegs` hold undecodable frames and record `garbage` unparsable, in place."""
+  example = tf.train.Example.FromString(records[bad_jpegs])
+  frames = example.features.feature["video"].bytes_list.value
+  for i in range(len(frames)):
+    frames[i] = b"\xff\xd8 not a jpeg"
+  records[bad_jpegs] = example.SerializeToString()
+  records[garbage] = b"\x00garbage that is no tf.Example"
+
+
+def test_corrupt_records_are_counted_and_replaced_by_valid_rows(digits_dir, tiny_config, tmp_path):
   builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
   source = builder.info.splits["test"].file_instructions[0].filename
   records = [bytes(r) for r in tf.data.TFRecordDataset(source).as_numpy_iterator()]
-  bad_jpegs = tf.train.Example.FromString(records[1])
-  frames = bad_jpegs.features.feature["video"].bytes_list.value
-  for i in range(len(frames)):
-    frames[i] = b"\xff\xd8 not a jpeg"
-  records[1] = bad_jpegs.SerializeToString()
-  records[5] = b"\x00garbage that is no tf.Example"
+  _corrupt(records, bad_jpegs=1, garbage=5)
   corrupt_file = str(tmp_path / "corrupt.tfrecord")
   with tf.io.TFRecordWriter(corrupt_file) as writer:
     for record in records:
       writer.write(record)
   host = record_stream.HostRecords((corrupt_file,), (record_stream.Chunk(0, 0, 6), record_stream.Chunk(0, 6, 6)))
-  dataset = pipeline.skipping_corrupt_records(
+  dataset = pipeline.marking_corrupt_records(
       record_stream.training_records(host, seed=0, process_index=0, group_size=2).enumerate(),
       lambda position, record: {
           **pipeline.supervised_example(pipeline._parse(builder, record), tf.constant([0, 0], tf.int64) + position, tiny_config),
@@ -166,8 +172,40 @@ def test_corrupt_records_are_skipped_and_counted(digits_dir, tiny_config, tmp_pa
       },
   ).batch(4, drop_remainder=True)
   batches = pipeline.HostBatches(
-      dataset, batch_size_per_host=4, process_index=0, process_count=1, start_step=0, start_position=0,
-      records_per_epoch=12,
+      dataset, batch_size_per_host=4, process_index=0, process_count=1, start_step=0, records_per_epoch=12
   )
-  _batches(batches, 5)  # 20 good samples: two epochs of 10 good records, 2 corrupt in each
+  read = _batches(batches, 6)  # two epochs of 12 records, 2 corrupt in each
   assert batches.skipped_records == 4
+  for batch in read:
+    videos = batch["video"].reshape(4, -1)
+    assert np.abs(videos).sum(axis=1).min() > 0  # no zero placeholder left
+  # A corrupt row is a copy of a valid row of its batch.
+  assert any(len({row.tobytes() for row in batch["video"]}) < 4 for batch in read)
+
+
+def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_run(digits_dir, tiny_config, tmp_path):
+  # The same tiny AV-digits with two corrupt records in its first train shard.
+  data_dir = str(tmp_path / "tfds")
+  shutil.copytree(digits_dir, data_dir)
+  builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+  shard = builder.info.splits["train"].file_instructions[0].filename
+  records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
+  _corrupt(records, bad_jpegs=0, garbage=3)
+  with tf.io.TFRecordWriter(shard) as writer:
+    for record in records:
+      writer.write(record)
+
+  def run(start_step, count):
+    batches = pipeline.make_pretrain_dataset(
+        tiny_config, split="train", data_dir=data_dir, batch_size_per_host=4, seed=1,
+        process_index=0, process_count=1, start_step=start_step,
+    )
+    return _batches(batches, count), batches.skipped_records
+
+  uninterrupted, skipped = run(0, 20)
+  assert skipped == 4  # 2 corrupt records per epoch of 40 records = 10 steps
+  for start_step in (3, 11):
+    resumed, _ = run(start_step, 2)
+    for a, b in zip(uninterrupted[start_step:], resumed):
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
