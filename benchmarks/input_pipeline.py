@@ -11,7 +11,8 @@ Everything runs pinned to ONE CPU core (so clips/s is clips/s/core):
      decoded straight from the mp4 with PyAV (seek, decode 60 frames, resize to short side
      128, decode + resample the audio), what the official PyTorch code does;
   4. bound: JPEG decoding alone of the 60 sampled frames of the prepared records;
-  plus a profile of the pipeline's stages. Ends with the lines `pipeline: X clips/s/core`,
+  timed in alternating turns (see `alternating_clips_per_second`), plus a profile of the
+  pipeline's stages and of the augmentation's steps. Ends with the lines `pipeline: X clips/s/core`,
   `baseline: Y clips/s/core`, `ratio: Z`.
 """
 
@@ -28,8 +29,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data_pipeline import pipeline, prepare  # noqa: E402
-from data_pipeline.augment import augment_clip  # noqa: E402
+from data_pipeline import augment, pipeline, prepare  # noqa: E402
 from data_pipeline.media_decode import resized_shape, write_test_media  # noqa: E402
 from data_pipeline.tensorflow_cpu import tf  # noqa: E402
 
@@ -63,12 +63,25 @@ def make_videos(manual_dir: str, num_videos: int) -> list[str]:
   return paths
 
 
-def clips_per_second(batches, num_clips: int, batch_size: int) -> float:
-  next(batches)  # warm-up: graph tracing, first reads
-  start = time.perf_counter()
-  for _ in range(num_clips // batch_size):
-    next(batches)
-  return (num_clips // batch_size) * batch_size / (time.perf_counter() - start)
+def alternating_clips_per_second(factories: dict, num_clips: int, batch_size: int, rounds: int = 2) -> dict[str, float]:
+  """Clips/s of each iterator factory, measured in turns (A B C A B C ...), `num_clips` in all.
+
+  A neighbour's load that comes and goes during the run then weighs on every measurement alike,
+  so their ratio stays comparable. Each turn makes a fresh iterator (warmed up untimed) and drops
+  it after, so no iterator prefetches in the background while another one is timed.
+  """
+  steps = max(1, num_clips // (batch_size * rounds))
+  seconds = dict.fromkeys(factories, 0.0)
+  for turn in range(rounds):
+    for name, make in factories.items():
+      batches = make(turn)
+      next(batches)  # warm-up: graph tracing, XLA compilation, first reads
+      start = time.perf_counter()
+      for _ in range(steps):
+        next(batches)
+      seconds[name] += time.perf_counter() - start
+      del batches
+  return {name: rounds * steps * batch_size / seconds[name] for name in factories}
 
 
 def decode_clip_from_mp4(path: str, start_seconds: float, config: pipeline.InputConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +115,7 @@ def decode_clip_from_mp4(path: str, start_seconds: float, config: pipeline.Input
 def baseline_batches(paths: list[str], config: pipeline.InputConfig, batch_size: int, seed: int = 0):
   """The same outputs as the pipeline (same augmentation and spectrogram), PyAV on the fly."""
   rng = np.random.default_rng(seed)
-  augment = config.augment_config()
+  augment_config = config.augment_config()
 
   def clips():
     while True:
@@ -116,8 +129,8 @@ def baseline_batches(paths: list[str], config: pipeline.InputConfig, batch_size:
     waveform = tf.cast(audio, tf.float32) / 32768.0
     volume = tf.random.stateless_uniform([], seeds[2], 0.9, 1.1)
     return {
-        "video1": augment_clip(frames, seeds[0], augment),
-        "video2": augment_clip(frames, seeds[1], augment),
+        "video1": augment.augment_clip(frames, seeds[0], augment_config),
+        "video2": augment.augment_clip(frames, seeds[1], augment_config),
         "audio": pipeline.spectrogram(waveform * volume, config),
     }
 
@@ -143,24 +156,46 @@ def jpeg_only_batches(data_dir: str, config: pipeline.InputConfig, batch_size: i
   return iter(stream.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2).as_numpy_iterator())
 
 
-def stage_profile(data_dir: str, config: pipeline.InputConfig, repeats: int = 10) -> dict[str, float]:
-  """Milliseconds per clip of each stage, eagerly-compiled functions on one parsed record."""
+def stage_profile(data_dir: str, config: pipeline.InputConfig, repeats: int = 20) -> dict[str, float]:
+  """Milliseconds per clip of each stage (and of the augmentation's steps, per view), as compiled
+  functions on one parsed record."""
   builder = pipeline.load_builder(config.dataset, data_dir)
   file_name = builder.info.splits["train"].file_instructions[0].filename
   example = pipeline._parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))
   indices = pipeline.clip_frame_indices(tf.constant(100), tf.shape(example["video"])[0], config)
   frames = pipeline.decode_frames(example["video"], indices)
-  augment = config.augment_config()
+  augment_config = config.augment_config()
+  resized = augment.random_resized_crop(frames, tf.constant([1, 2], tf.int64), augment_config)
+  matrix, offset, no = tf.eye(3) / 255, tf.zeros([config.num_frames, 3]), tf.constant(False)
+  radius = augment_config.blur_kernel_size // 2
+  padded = augment._colour_map(resized, matrix, offset, no, 0.45, 0.225, radius)
   waveform = pipeline.audio_window(example["audio"], tf.constant(100 / 30), config.audio_samples, config.sample_rate)
   stages = {
       "parse record": tf.function(lambda: pipeline._parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))["label"]),
       "JPEG-decode 60 frames": tf.function(lambda: pipeline.decode_frames(example["video"], indices)),
-      "augment one view": tf.function(lambda: augment_clip(frames, tf.constant([1, 2], tf.int64), augment)),
+      # A fresh seed per call: the coins (flip, jitter, grayscale, blur) vary as in training.
+      "augment one view (mean over seeds)": tf.function(
+          lambda: augment.augment_clip(frames, tf.random.uniform([2], maxval=2**31, dtype=tf.int64), augment_config)
+      ),
+      "  view step: crop + bilinear resize": tf.function(
+          lambda: augment.random_resized_crop(frames, tf.random.uniform([2], maxval=2**31, dtype=tf.int64), augment_config)
+      ),
+      "  view step: frame means (p 0.8)": tf.function(lambda: augment._frame_means(resized)),
+      "  view step: flip+colour+clip+normalise pass": tf.function(
+          lambda: augment._colour_map(resized, matrix, offset, no, 0.45, 0.225, 0)
+      ),
+      "  view step: same pass, reflect-padded (p 0.5)": tf.function(
+          lambda: augment._colour_map(resized, matrix, offset, no, 0.45, 0.225, radius)
+      ),
+      "  view step: blur, 2 passes (p 0.5)": tf.function(
+          lambda: augment._blur_padded(padded, tf.constant(1.0), augment_config.blur_kernel_size)
+      ),
       "log-mel 2 s": tf.function(lambda: pipeline.spectrogram(waveform, config)),
   }
   timings = {}
   for name, function in stages.items():
-    function()
+    for _ in range(5):  # tracing, and XLA compiling both branches of the view's conditionals
+      function()
     start = time.perf_counter()
     for _ in range(repeats):
       function()
@@ -183,20 +218,25 @@ def main() -> None:
 
   profile = stage_profile(data_dir, config)
   for name, milliseconds in profile.items():
-    print(f"  stage {name}: {milliseconds:.1f} ms/clip")
+    print(f"  stage {name}: {milliseconds:.1f} ms")
   rng = np.random.default_rng(1)
   start = time.perf_counter()
   for _ in range(args.clips // 2):
     decode_clip_from_mp4(paths[rng.integers(len(paths))], rng.integers(0, 300 - config.num_frames) / 30, config)
   print(f"PyAV-only decode (baseline's decode stage): {(args.clips // 2) / (time.perf_counter() - start):.1f} clips/s/core")
-  bound = clips_per_second(jpeg_only_batches(data_dir, config, args.batch_size), args.clips, args.batch_size)
-  print(f"JPEG-decode-only bound: {bound:.1f} clips/s/core")
-  ours = clips_per_second(
-      pipeline.make_pretrain_dataset(config, split="train", data_dir=data_dir, batch_size_per_host=args.batch_size,
-                                     seed=0, process_index=0, process_count=1),
+  rates = alternating_clips_per_second(
+      {
+          "bound": lambda turn: jpeg_only_batches(data_dir, config, args.batch_size),
+          "pipeline": lambda turn: pipeline.make_pretrain_dataset(
+              config, split="train", data_dir=data_dir, batch_size_per_host=args.batch_size, seed=turn,
+              process_index=0, process_count=1,
+          ),
+          "baseline": lambda turn: baseline_batches(paths, config, args.batch_size, seed=turn),
+      },
       args.clips, args.batch_size,
   )
-  baseline = clips_per_second(baseline_batches(paths, config, args.batch_size), args.clips, args.batch_size)
+  ours, baseline = rates["pipeline"], rates["baseline"]
+  print(f"JPEG-decode-only bound: {rates['bound']:.1f} clips/s/core")
   print(f"pipeline: {ours:.2f} clips/s/core")
   print(f"baseline: {baseline:.2f} clips/s/core")
   print(f"ratio: {ours / baseline:.2f}")
