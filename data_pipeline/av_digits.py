@@ -41,6 +41,8 @@ class AvDigitsSpec:
   seconds: float = 2.5
   fps: int = 30
   frame_size: int = 64
+  digit_scale: tuple[float, float] = (0.35, 0.5)  # digit side as a fraction of the frame side
+  texture_contrast: float = 0.6  # peak-to-peak brightness swing of the background texture
   sample_rate: int = 24_000
   test_fraction: float = 0.3  # share of each digit's handwriting samples kept for test
   burst_seconds: float = 0.2
@@ -52,8 +54,12 @@ class AvDigitsSpec:
     """A TFDS config name that differs whenever the generated data differ."""
     if self == AvDigitsSpec():
       return "default"
-    fields = dataclasses.asdict(self)
-    return "custom_" + "_".join(f"{value:g}" if isinstance(value, float) else str(value) for value in fields.values())
+    def text(value) -> str:
+      if isinstance(value, tuple):
+        return "-".join(text(v) for v in value)
+      return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return "custom_" + "_".join(text(value) for value in dataclasses.asdict(self).values())
 
 
 def handwriting_pools(spec: AvDigitsSpec) -> dict[str, np.ndarray]:
@@ -95,12 +101,13 @@ def render_clip(digit_image: np.ndarray, digit: int, rng: np.random.Generator, s
   """
   size, num_frames = spec.frame_size, round(spec.seconds * spec.fps)
   background_colour = rng.uniform(0.1, 0.9, 3).astype(np.float32)
-  texture = 0.7 + 0.6 * (_smooth_texture(rng, size, int(rng.integers(3, 9))) - 0.5)
+  texture = 1 - spec.texture_contrast / 2 + spec.texture_contrast * (_smooth_texture(rng, size, int(rng.integers(3, 9))) - 0.5)
   background = np.clip(texture[..., None] * background_colour, 0, 1)
   # The digit contrasts with the background: bright on dark, dark on bright.
   bright = background_colour.mean() < 0.5
   digit_colour = rng.uniform(0.75, 1.0, 3) if bright else rng.uniform(0.0, 0.25, 3)
-  digit_size = int(rng.integers(round(0.35 * size), round(0.5 * size) + 1))
+  low, high = spec.digit_scale
+  digit_size = int(rng.integers(round(low * size), round(high * size) + 1))
   mask = np.asarray(
       Image.fromarray((digit_image / 16 * 255).astype(np.uint8)).resize((digit_size, digit_size), Image.BILINEAR),
       np.float32,
@@ -122,6 +129,7 @@ def render_clip(digit_image: np.ndarray, digit: int, rng: np.random.Generator, s
           position[axis], velocity[axis], bounced = -position[axis], -velocity[axis], True
         elif position[axis] > free:
           position[axis], velocity[axis], bounced = 2 * free - position[axis], -velocity[axis], True
+      position = np.clip(position, 0, free)  # a step longer than the free space (huge digits)
       if bounced:
         bounces.append(index)
     y, x = np.round(position).astype(int)
