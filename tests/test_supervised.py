@@ -31,6 +31,24 @@ def test_supervised_configs_are_table_8s_two_rows():
     assert plain.model == pre.model and plain.input == pre.input  # only the training differs
 
 
+@pytest.mark.parametrize("change,message", [
+    (lambda c: setattr(c.eval, "method", "linear_probe"),
+     r"unknown eval.method 'linear_probe' for mode 'supervised'; expected one of \['classifier', "),
+    (lambda c: setattr(c.supervised, "crop_loss_weight", 1.5),
+     r"supervised.crop_loss_weight=1.5 must be in \[0, 1\]"),
+    (lambda c: setattr(c.crops, "space_large", 8),
+     "crops do not fit the input .* large spatial crop 8×8 is larger than the 7×7"),
+])
+def test_supervised_config_errors_are_one_clear_line(change, message):
+    from configs import supervised_k400_crops
+
+    config = supervised_k400_crops.get_config()
+    change(config)
+    with pytest.raises(train.ConfigError, match=message) as e:
+        train.validate_config(config, num_devices=8, num_processes=1)
+    assert "\n" not in str(e.value)
+
+
 def test_crop_loss_is_the_mean_ce_of_crops_weighed_against_the_full_clip():
     logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
     crop_logits = jnp.array([[[0.0, 3.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])
