@@ -1,4 +1,5 @@
-"""The STiCA loss (paper eq. 7): cross-modal NCE plus within-modal feature-crop NCE.
+"""The STiCA loss (paper eq. 7): cross-modal NCE plus within-modal feature-crop NCE; and the
+cross-entropy of supervised training (seed Table 8), with or without feature crops.
 
 Every function works on the *local* shard of the global batch. With `axis_name` set (inside
 `jax.shard_map` over the `data` mesh axis) the keys are all-gathered, so the negatives of each
@@ -12,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from stica_jax.crops import FAMILIES
 
@@ -120,6 +122,43 @@ def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
     all_audio, offset = _global_keys(outputs["audio"], axis_name, True)
     sims = _at_least_f32(outputs["video"][0]) @ _at_least_f32(all_audio).T
     aux["av_top1"] = jnp.mean(jnp.argmax(sims, -1) == offset + jnp.arange(sims.shape[0]))
+    aux = {k: _at_least_f32(v) for k, v in aux.items()}
+    if axis_name is not None:
+        loss, aux = jax.lax.pmean((loss, aux), axis_name)
+    return loss, aux
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array, crop_logits: jax.Array | None = None,
+                        *, crop_loss_weight: float = 0.5, axis_name: str | None = None
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Supervised loss: `(1-w)·CE(full clip) + w·mean_crops CE(crop)`, or the full-clip CE alone.
+
+    Every feature crop is classified against its clip's label, and the crops' mean CE weighs
+    `w = crop_loss_weight` (0.5: the same even split between the full-clip and the crop terms
+    as the pretraining loss's `cross_modal_weight`; our reading of seed Table 8, which does not
+    state the loss).
+
+    Args:
+      logits: `[B, K]` full-clip logits (local shard); labels: `[B]` int class ids.
+      crop_logits: `[B, n, K]` logits of the n feature crops of each clip, or None.
+    Returns:
+      The global-batch loss (identical on every device with `axis_name`) and, for logging,
+      `loss_ce` (full clip), `top1` (training top-1 of the full clip), and with crops
+      `loss_crops` and `crops_top1`.
+    """
+    ce = optax.losses.softmax_cross_entropy_with_integer_labels
+    logits = _at_least_f32(logits)
+    loss_ce = jnp.mean(ce(logits, labels))
+    aux = {"loss_ce": loss_ce, "top1": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    if crop_logits is not None:
+        crop_logits = _at_least_f32(crop_logits)
+        crop_labels = jnp.broadcast_to(labels[:, None], crop_logits.shape[:2])
+        loss_crops = jnp.mean(ce(crop_logits, crop_labels))
+        aux["loss_crops"] = loss_crops
+        aux["crops_top1"] = jnp.mean(jnp.argmax(crop_logits, -1) == crop_labels)
+        loss = (1.0 - crop_loss_weight) * loss_ce + crop_loss_weight * loss_crops
+    else:
+        loss = loss_ce
     aux = {k: _at_least_f32(v) for k, v in aux.items()}
     if axis_name is not None:
         loss, aux = jax.lax.pmean((loss, aux), axis_name)

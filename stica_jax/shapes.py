@@ -18,3 +18,17 @@ def input_shapes(input_config: Any, batch: int = 1) -> tuple[tuple[int, ...], tu
     video = (batch, input_config.num_frames, s, s, 3)
     audio = (batch, input_config.num_mel_bins, spectrogram_frames(input_config), 1)
     return video, audio
+
+
+def train_batch_shapes(config: Any, batch: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`{name: (shape, dtype)}` of a global train batch of `config.mode` (what the step takes).
+
+    Pretraining: video1, video2 `[B, T, S, S, 3]`, audio `[B, F, T_spec, 1]`, index `[B]`;
+    supervised: video `[B, T, S, S, 3]`, label `[B]`, index `[B]`.
+    """
+    video, audio = input_shapes(config.input, batch)
+    if config.get("mode", "pretrain") == "supervised":
+        return {"video": (video, "float32"), "label": ((batch,), "int32"),
+                "index": ((batch,), "int32")}
+    return {"video1": (video, "float32"), "video2": (video, "float32"),
+            "audio": (audio, "float32"), "index": ((batch,), "int32")}

@@ -6,6 +6,8 @@ statistics are averaged over the axis (SyncBN), the loss all-gathers embeddings 
 and the loss it differentiates is already the global mean (`pmean`), so the gradient
 (summed over devices by the transpose of the implicit replication) is the gradient of the
 global-batch loss. Per-sample randomness comes from `fold_in(rng, global_sample_index)`.
+The same step trains either mode: STiCA pretraining or supervised classification (the
+loss config picks the loss; the graph is a `STiCA` or a `VideoClassifier` accordingly).
 This module imports no TensorFlow: it runs on accelerator hosts that only have JAX.
 """
 
@@ -19,7 +21,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from stica_jax.losses import stica_loss
+from stica_jax.losses import classification_loss, stica_loss
 
 MESH_AXIS = "data"
 
@@ -69,28 +71,55 @@ class LossConfig:
         return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls)})
 
 
-def make_loss_fn(graphdef: nnx.GraphDef, loss_config: LossConfig,
+@dataclasses.dataclass(frozen=True)
+class SupervisedLossConfig:
+    """The loss of `mode="supervised"`: cross-entropy, crops weighted by `crop_loss_weight`."""
+
+    crop_loss_weight: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "SupervisedLossConfig":
+        return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls)})
+
+
+def loss_config_for(config: Any) -> LossConfig | SupervisedLossConfig:
+    """The loss of a whole config's `mode`: STiCA's ("pretrain") or cross-entropy ("supervised")."""
+    if config.get("mode", "pretrain") == "supervised":
+        return SupervisedLossConfig.from_config(config.supervised)
+    return LossConfig.from_config(config.loss)
+
+
+def make_loss_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig,
                  axis_name: str | None = MESH_AXIS) -> Callable:
     """`loss_fn(params, batch_stats, batch, rng) → (loss, (aux, new_batch_stats))`.
 
-    `batch` holds the local shard: `video1`, `video2` `[B, T, H, W, 3]`, `audio`
-    `[B, F, T_a, 1]`, `index` `[B]` global sample indices.
+    `batch` holds the local shard. Pretraining (`LossConfig`, a `STiCA` graph): `video1`,
+    `video2` `[B, T, H, W, 3]`, `audio` `[B, F, T_a, 1]`, `index` `[B]` global sample indices.
+    Supervised (`SupervisedLossConfig`, a `VideoClassifier` graph): `video` `[B, T, H, W, 3]`,
+    `label` `[B]`, `index` `[B]`.
     """
 
     def loss_fn(params, batch_stats, batch, rng):
         # copy: fresh Variables at this trace level, so BatchNorm may update them here.
         model = nnx.merge(graphdef, params, batch_stats, copy=True)
         model.train()
-        outputs = model(batch["video1"], batch["video2"], batch["audio"],
-                        sample_keys(rng, batch["index"]))
-        loss, aux = stica_loss(outputs, axis_name=axis_name,
-                               **dataclasses.asdict(loss_config))
+        keys = sample_keys(rng, batch["index"])
+        if isinstance(loss_config, SupervisedLossConfig):
+            outputs = model.training_outputs(batch["video"], keys)
+            loss, aux = classification_loss(outputs["logits"], batch["label"],
+                                            outputs.get("crop_logits"), axis_name=axis_name,
+                                            **dataclasses.asdict(loss_config))
+        else:
+            outputs = model(batch["video1"], batch["video2"], batch["audio"], keys)
+            loss, aux = stica_loss(outputs, axis_name=axis_name,
+                                   **dataclasses.asdict(loss_config))
         return loss, (aux, nnx.state(model, nnx.BatchStat))
 
     return loss_fn
 
 
-def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig, mesh: Mesh) -> Callable:
+def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig,
+                 mesh: Mesh) -> Callable:
     """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
 
     The global-batch loss and its gradient, computed data-parallel over `mesh`.
@@ -108,7 +137,8 @@ def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig, mesh: Mesh) ->
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    loss_config: LossConfig, mesh: Mesh, *, donate: bool = True) -> Callable:
+                    loss_config: LossConfig | SupervisedLossConfig, mesh: Mesh, *,
+                    donate: bool = True) -> Callable:
     """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`.
 
     A step whose loss or gradients are not finite leaves the state unchanged and reports

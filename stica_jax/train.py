@@ -1,7 +1,17 @@
-"""STiCA pretraining: `train_and_evaluate(config, workdir)`.
+"""STiCA pretraining and supervised training: `train_and_evaluate(config, workdir)`.
 
 Read top to bottom: config checks → mesh → input → model and state → checkpoint/resume →
-train step → loop (metrics, progress, checkpoints, online probe) → final report.
+train step → loop (metrics, progress, checkpoints, online eval) → final report.
+
+`config.mode` picks what is trained; only these parts differ, everything else (the
+data-parallel step, optimizer, schedule, checkpoints, metrics, loop) is shared:
+
+| part | "pretrain" (STiCA, spec §6) | "supervised" (seed Table 8) |
+| --- | --- | --- |
+| model | `STiCA` (`build_model`) | `VideoClassifier` (`build_classifier`) |
+| loss | `LossConfig` → `stica_loss` | `SupervisedLossConfig` → `classification_loss` |
+| input | `make_pretrain_dataset` (2 views + audio) | `make_supervised_dataset` (1 view + label) |
+| eval | frozen-feature probe (`evaluate.probe`) | classifier top-1 (`evaluate.classification`) |
 """
 
 import json
@@ -21,7 +31,8 @@ from flax import nnx
 from stica_jax import checkpointing
 from stica_jax import step as step_lib
 from stica_jax.crops import CropConfig
-from stica_jax.models.stica import DTYPES, build_model
+from stica_jax.models import build_train_model
+from stica_jax.models.stica import DTYPES
 from stica_jax.models.temporal_pooling import POOLING_KINDS
 from stica_jax.models.video_resnet import VideoResNet
 from stica_jax.shapes import input_shapes
@@ -48,6 +59,12 @@ def video_map_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     return tuple(out.shape[1:4])
 
 
+MODES = ("pretrain", "supervised")
+# Online evaluators of each mode: frozen-feature probes of a pretrained model, or the top-1
+# of the trained classifier itself.
+EVAL_METHODS = {"pretrain": ("linear_probe", "knn", "none"), "supervised": ("classifier", "none")}
+
+
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
                     num_processes: int) -> None:
     """Raise `ConfigError` with one clear line for each way the config cannot run."""
@@ -57,16 +74,30 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
                           f"of the mesh; use a multiple of {num_devices}")
     if b % num_processes:
         raise ConfigError(f"global_batch_size={b} is not divisible by {num_processes} hosts")
-    if config.mode not in ("pretrain",):
-        raise ConfigError(f"unknown mode {config.mode!r}; expected 'pretrain'")
+    if config.mode not in MODES:
+        raise ConfigError(f"unknown mode {config.mode!r}; expected 'pretrain' or 'supervised'")
+    if config.mode == "supervised":
+        if "supervised" not in config:
+            raise ConfigError("mode 'supervised' needs a config.supervised section (num_classes, "
+                              "dropout, crop_loss_weight); see configs/supervised_k400.py")
+        sup = config.supervised
+        if sup.num_classes < 0:
+            raise ConfigError(f"supervised.num_classes={sup.num_classes} must be >= 0 "
+                              "(0 = the dataset's label count)")
+        if not 0.0 <= sup.crop_loss_weight <= 1.0:
+            raise ConfigError(f"supervised.crop_loss_weight={sup.crop_loss_weight} must be in "
+                              "[0, 1]")
+        if not 0.0 <= sup.dropout < 1.0:
+            raise ConfigError(f"supervised.dropout={sup.dropout} must be in [0, 1)")
     if config.model.pooling not in POOLING_KINDS:
         raise ConfigError(f"unknown model.pooling {config.model.pooling!r}; expected one of "
                           f"{list(POOLING_KINDS)}")
     if config.model.dtype not in DTYPES:
         raise ConfigError(f"unknown model.dtype {config.model.dtype!r}; expected {list(DTYPES)}")
-    if config.eval.method not in ("linear_probe", "knn", "none"):
-        raise ConfigError(f"unknown eval.method {config.eval.method!r}; expected "
-                          "'linear_probe', 'knn' or 'none'")
+    methods = EVAL_METHODS[config.mode]
+    if config.eval.method not in methods:
+        raise ConfigError(f"unknown eval.method {config.eval.method!r} for mode "
+                          f"{config.mode!r}; expected one of {list(methods)}")
     if config.eval.method != "none" and config.eval.batch_size % num_devices:
         raise ConfigError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
                           f"{num_devices} devices")
@@ -155,19 +186,34 @@ def make_train_optimizer(config: ml_collections.ConfigDict,
 
 def create_train_state(config: ml_collections.ConfigDict, *, axis_name: str | None = "data",
                        num_examples: int | None = None, abstract: bool = False):
-    """(model, optimizer, state): the model built from `config.seed`, a fresh `TrainState`.
+    """(model, optimizer, state): the model of `config.mode` built from `config.seed`, a
+    fresh `TrainState`.
 
     `abstract=True` gives shape-only model and state (nothing allocated).
     """
     optimizer = make_train_optimizer(config, num_examples)
 
     def init():
-        model = build_model(config.model, config.crops, axis_name=axis_name,
-                            rngs=nnx.Rngs(config.seed))
+        model = build_train_model(config, axis_name=axis_name, rngs=nnx.Rngs(config.seed))
         return model, step_lib.init_train_state(model, optimizer)[1]
 
     model, state = nnx.eval_shape(init) if abstract else init()
     return model, optimizer, state
+
+
+def resolve_num_classes(config: ml_collections.ConfigDict, data_dir: str) -> None:
+    """Supervised: fill `supervised.num_classes` = 0 from the dataset, or check it matches."""
+    if config.mode != "supervised":
+        return
+    from data_pipeline import pipeline
+
+    labels = pipeline.num_classes(config.input, data_dir or None)
+    if config.supervised.num_classes == 0:
+        config.supervised.num_classes = labels
+    elif config.supervised.num_classes != labels:
+        raise ConfigError(f"supervised.num_classes={config.supervised.num_classes} but "
+                          f"{config.input.dataset} has {labels} classes; set it to {labels} "
+                          "(or 0 to read it from the dataset)")
 
 
 def num_train_examples(config: ml_collections.ConfigDict, data_dir: str) -> int:
@@ -201,7 +247,8 @@ class ShardBatches:
 
 def host_batches(config: ml_collections.ConfigDict, data_dir: str | None,
                  start_step: int) -> ShardBatches:
-    """Pretraining batches of this host; `config.input_shards` (0 = one per host) data shards."""
+    """Train batches of this host for `config.mode`; `config.input_shards` (0 = one per host)
+    data shards."""
     from data_pipeline import pipeline
 
     num_shards = config.get("input_shards", 0) or jax.process_count()
@@ -210,8 +257,10 @@ def host_batches(config: ml_collections.ConfigDict, data_dir: str | None,
                           f"{jax.process_count()} hosts and divide global_batch_size")
     per_host = num_shards // jax.process_count()
     first = jax.process_index() * per_host
+    make = (pipeline.make_supervised_dataset if config.mode == "supervised"
+            else pipeline.make_pretrain_dataset)
     return ShardBatches([
-        pipeline.make_pretrain_dataset(
+        make(
             config.input, split=config.train_split, data_dir=data_dir,
             batch_size_per_host=config.global_batch_size // num_shards, seed=config.seed,
             process_index=shard, process_count=num_shards, start_step=start_step)
@@ -228,9 +277,11 @@ def _format_seconds(s: float) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Pretrain STiCA per `config`, checkpointing to and resuming from `workdir`.
+    """Train per `config` (`mode` "pretrain" or "supervised"), checkpointing to and resuming
+    from `workdir`.
 
-    Returns the final metrics (and the probe table when `config.eval` asks for one).
+    Returns the final metrics (and the eval table, under "probe", when `config.eval` asks
+    for one: probe accuracies when pretraining, the classifier's top-1 when supervised).
     """
     # -- Config, mesh ---------------------------------------------------------------------------
     config = config.copy_and_resolve_references()
@@ -243,6 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # -- Input ------------------------------------------------------------------------------------
     ensure_dataset(config, config.data_dir)
+    resolve_num_classes(config, config.data_dir)  # before save_config: restore_model needs it
     num_examples = num_train_examples(config, config.data_dir)
     total_steps = int(config.num_epochs * steps_per_epoch(config, num_examples))
 
@@ -269,8 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches = host_batches(config, data_dir, start_step)
 
     # -- Train step -------------------------------------------------------------------------------
-    train_step = step_lib.make_train_step(graphdef, optimizer,
-                                          step_lib.LossConfig.from_config(config.loss), mesh)
+    train_step = step_lib.make_train_step(graphdef, optimizer, step_lib.loss_config_for(config),
+                                          mesh)
     rng = jax.random.key(config.seed)
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start_step == 0:
@@ -313,8 +365,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 eta = (total_steps - done) / max(steps_per_sec, 1e-9)
                 terms = " ".join(f"{k[5:]} {scalars[k]:.3f}" for k in sorted(scalars)
                                  if k.startswith("loss_") and k.count("_") == 1)
+                top1 = f"top1 {100 * scalars['top1']:.1f}% " if "top1" in scalars else ""
                 print(f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
-                      f"loss {scalars['loss']:.3f} [{terms}] lr {scalars['learning_rate']:.4f} "
+                      f"loss {scalars['loss']:.3f} [{terms}] {top1}"
+                      f"lr {scalars['learning_rate']:.4f} "
                       f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
                       f"| ETA {_format_seconds(eta)}", flush=True)
             last_log_time, last_log_step = time.time(), done
@@ -323,11 +377,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
         if config.eval.method != "none" and config.eval.every_steps \
                 and done % config.eval.every_steps == 0 and done != total_steps:
-            _online_eval(config, graphdef, state, None, mesh, writer, done)
+            _online_eval(config, graphdef, state, None, mesh, writer, workdir, done)
     manager.wait_until_finished()
 
     if config.eval.method != "none":
-        table = _online_eval(config, graphdef, state, initial, mesh, writer, total_steps)
+        table = _online_eval(config, graphdef, state, initial, mesh, writer, workdir,
+                             total_steps)
         if table is not None:
             summary["probe"] = table
     summary["wall_seconds"] = time.time() - t0
@@ -335,9 +390,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return summary
 
 
-def _online_eval(config, graphdef, state, initial, mesh, writer, step):
-    """Probe accuracy on `config.eval.dataset` (skipped with a note when it is not prepared)."""
-    from stica_jax.evaluate import probe
+def _online_eval(config, graphdef, state, initial, mesh, writer, workdir, step):
+    """Probe accuracy (pretrain) or classifier top-1 (supervised) on `config.eval.dataset`.
+
+    Skipped with a note when that dataset is not prepared. Scalars go to the writer and, on
+    process 0, to `metrics.jsonl` as `{"step": …, "eval/<method>_<modality>_top1": …}`.
+    """
+    from stica_jax.evaluate import classification, probe
 
     if not dataset_is_prepared(config.eval.dataset, config.data_dir):
         logging.warning("online eval skipped: %s is not prepared (%s)", config.eval.dataset,
@@ -346,10 +405,15 @@ def _online_eval(config, graphdef, state, initial, mesh, writer, step):
     states = {"trained": (state.params, state.batch_stats)}
     if initial is not None:
         states["random init"] = initial
-    table = probe.probe_accuracies(config, graphdef, states, config.data_dir or None, mesh)
-    writer.write_scalars(step, {f"eval/{config.eval.method}_{modality}_top1": acc
-                                for modality, acc in table["trained"].items()})
+    evaluate = (classification.top1_accuracies if config.mode == "supervised"
+                else probe.probe_accuracies)
+    table = evaluate(config, graphdef, states, config.data_dir or None, mesh)
+    scalars = {f"eval/{config.eval.method}_{modality}_top1": acc
+               for modality, acc in table["trained"].items()}
+    writer.write_scalars(step, scalars)
     if jax.process_index() == 0:
+        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({"step": step, **scalars}) + "\n")
         print(format_probe_table(config, table), flush=True)
     return table
 

@@ -59,12 +59,13 @@ def test_same_key_same_crops_and_crops_differ_across_samples():
 
 def test_crops_differ_between_the_two_views_of_a_sample():
     """The model derives view-specific crop keys from one sample key."""
-    from stica_jax.models.stica import _VIEW_CROPS, _fold
+    from stica_jax.models.layers import fold_keys
+    from stica_jax.models.stica import _VIEW_CROPS
 
     sample_keys = jax.random.split(jax.random.key(1), 16)
     fmap = jnp.zeros((16, T, H, W, 1))
     offsets = [spatial_crops(fmap, jax.vmap(lambda k: crops.crop_key(k, "space", "small"))(
-        _fold(sample_keys, _VIEW_CROPS + v)), 4, 4)[1] for v in (0, 1)]
+        fold_keys(sample_keys, _VIEW_CROPS + v)), 4, 4)[1] for v in (0, 1)]
     same = np.all(np.asarray(offsets[0]) == np.asarray(offsets[1]), axis=(1, 2))
     assert not same.any()
 

@@ -6,14 +6,13 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from stica_jax import step as step_lib
 from stica_jax import train
-from stica_jax.shapes import input_shapes
+from stica_jax.shapes import train_batch_shapes
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
 
@@ -34,19 +33,17 @@ def tiny_demo_config(data_dir: str):
 
 
 def test_every_config_loads_validates_and_traces():
-    assert {os.path.basename(p) for p in CONFIG_FILES} >= {"sota.py", "demo.py"}
+    assert {os.path.basename(p) for p in CONFIG_FILES} >= {
+        "sota.py", "demo.py", "supervised_k400.py", "supervised_k400_crops.py"}
     for path in CONFIG_FILES:
         config = load_config(path)
         train.validate_config(config, num_devices=8, num_processes=1)
         model, optimizer, state = train.create_train_state(config, abstract=True)
         mesh = step_lib.make_mesh()
         train_step = step_lib.make_train_step(nnx.graphdef(model), optimizer,
-                                              step_lib.LossConfig.from_config(config.loss), mesh)
-        video, audio = input_shapes(config.input, 8)
-        batch = {"video1": jax.ShapeDtypeStruct(video, jnp.float32),
-                 "video2": jax.ShapeDtypeStruct(video, jnp.float32),
-                 "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
-                 "index": jax.ShapeDtypeStruct((8,), jnp.int32)}
+                                              step_lib.loss_config_for(config), mesh)
+        batch = {k: jax.ShapeDtypeStruct(shape, dtype)
+                 for k, (shape, dtype) in train_batch_shapes(config, 8).items()}
         new_state, metrics = jax.eval_shape(train_step, state, batch, jax.random.key(0))
         assert jax.tree.map(lambda x: x.shape, new_state.params) == \
             jax.tree.map(lambda x: x.shape, state.params), path
@@ -61,7 +58,11 @@ def test_every_config_loads_validates_and_traces():
     (lambda c: setattr(c.input, "num_frames", 16),
      "large temporal crop of 6 steps is longer than the feature map's T'=2"),
     (lambda c: setattr(c.model, "pooling", "max"), "unknown model.pooling 'max'"),
-    (lambda c: setattr(c.eval, "method", "svm"), "unknown eval.method 'svm'"),
+    (lambda c: setattr(c.eval, "method", "svm"), "unknown eval.method 'svm' for mode 'pretrain'"),
+    (lambda c: setattr(c, "mode", "finetune"),
+     "unknown mode 'finetune'; expected 'pretrain' or 'supervised'"),
+    (lambda c: setattr(c, "mode", "supervised"),
+     "mode 'supervised' needs a config.supervised section"),
 ])
 def test_config_errors_are_one_clear_line(change, message):
     from configs import sota
@@ -95,8 +96,12 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run, capsys):
     config, workdir, summary = demo_run
-    history = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    history = [h for h in lines if "loss" in h]
     assert [h["step"] for h in history] == list(range(1, 13))
+    trained = summary["probe"]["trained"]
+    assert lines[-1] == {"step": 12, "eval/linear_probe_video_top1": trained["video"],
+                         "eval/linear_probe_audio_top1": trained["audio"]}
     losses = [h["loss"] for h in history]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # real steps on real data drop the loss

@@ -51,3 +51,26 @@ def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray
         "audio": sample(audio_shape),
         "index": np.arange(batch_size, dtype=np.int32),
     }
+
+
+def tiny_supervised_config(dtype: str = "float32", *, crops: bool = True, dropout: float = 0.3):
+    """`tiny_config`'s network as a 10-way classifier; crops 2 medium (3×3) + 2 small (2×2)
+    spatial of the 4×4 map, no temporal ones (the shape of `configs/supervised_k400_crops.py`)."""
+    import ml_collections
+
+    config = tiny_config(dtype)
+    config.mode = "supervised"
+    config.supervised = ml_collections.ConfigDict(
+        dict(num_classes=10, dropout=dropout, crop_loss_weight=0.5))
+    c = config.crops
+    c.enabled = crops
+    c.n_space_large, c.n_space_small, c.n_time_large, c.n_time_small = 2, 2, 0, 0
+    return config
+
+
+def random_supervised_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A supervised batch: `random_batch`'s first view, labels 0..9 in turn, indices 0..B-1."""
+    batch = random_batch(config, batch_size, seed)
+    return {"video": batch["video1"],
+            "label": np.arange(batch_size, dtype=np.int32) % config.supervised.num_classes,
+            "index": batch["index"]}

@@ -88,6 +88,14 @@ def probe(method: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndar
     return PROBES[method](*train, *test)
 
 
+def eval_input_config(config: Any) -> dict[str, Any]:
+    """The input pipeline's config for `config.eval`: its dataset, clips × crops, sub-clips."""
+    ev = config.eval
+    return dict(config.input.to_dict(), dataset=ev.dataset, eval_clips=ev.clips,
+                eval_crops=ev.crops, audio_eval_subclips=ev.audio_subclips,
+                audio_eval_seconds=config.input.audio_seconds)
+
+
 def probe_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tuple[Any, Any]],
                      data_dir: str, mesh: jax.sharding.Mesh) -> dict[str, dict[str, float]]:
     """`{state_name: {modality: top-1}}` of `config.eval.method` on `config.eval.dataset`.
@@ -97,9 +105,7 @@ def probe_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tupl
     from data_pipeline import pipeline  # TensorFlow only when evaluating with real data.
 
     ev = config.eval
-    input_config = dict(config.input.to_dict(), dataset=ev.dataset, eval_clips=ev.clips,
-                        eval_crops=ev.crops, audio_eval_subclips=ev.audio_subclips,
-                        audio_eval_seconds=config.input.audio_seconds)
+    input_config = eval_input_config(config)
     per_host = ev.batch_size // jax.process_count()
     results: dict[str, dict[str, float]] = {name: {} for name in states}
     for modality in ev.modalities:

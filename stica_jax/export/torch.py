@@ -654,10 +654,11 @@ def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> 
 
 
 def export_from_config(config: Any, out_dir: str, seed: int = 0) -> dict[str, Any]:
-    """Export a freshly initialised STiCA built from `config` (to check a PyTorch setup)."""
-    from stica_jax.models.stica import build_model
+    """Export a freshly initialised model of `config` (to check a PyTorch setup): a STiCA, or
+    a `VideoClassifier` for a `mode="supervised"` config."""
+    from stica_jax.models import build_train_model
 
-    model = build_model(config.model, config.get("crops"), rngs=nnx.Rngs(seed))
+    model = build_train_model(config, rngs=nnx.Rngs(seed))
     model.eval()
     return export_model(model, config, out_dir, step=0)
 

@@ -132,6 +132,13 @@ def linear(
     )
 
 
+def fold_keys(keys: jax.Array, *data: int) -> jax.Array:
+    """Fold integers into each of `[N]` PRNG keys (per-purpose keys from per-sample keys)."""
+    for d in data:
+        keys = jax.vmap(jax.random.fold_in, (0, None))(keys, d)
+    return keys
+
+
 class SampleDropout(nnx.Module):
     """Dropout whose mask for row i is drawn from `keys[i]`.
 

@@ -15,7 +15,7 @@ from flax import nnx
 from stica_jax import crops as crops_lib
 from stica_jax.models.audio_resnet import AudioResNet
 from stica_jax.models.heads import ProjectionHead
-from stica_jax.models.layers import Dtype
+from stica_jax.models.layers import Dtype, fold_keys
 from stica_jax.models.temporal_pooling import make_temporal_pooling
 from stica_jax.models.video_resnet import VideoResNet
 
@@ -24,13 +24,6 @@ _VIEW_CROPS = 100  # + view index
 _VIEW_DROPOUT = 200  # + view index
 _AUDIO_DROPOUT = 300
 _CROP_DROPOUT = 400  # + view index, then crop family/kind/index
-
-
-def _fold(keys: jax.Array, *data: int) -> jax.Array:
-    """Fold integers into each of `[N]` keys."""
-    for d in data:
-        keys = jax.vmap(jax.random.fold_in, (0, None))(keys, d)
-    return keys
 
 
 # float64 is for numerical tests only (needs jax_enable_x64).
@@ -139,19 +132,19 @@ class STiCA(nnx.Module):
         # code's per-view passes averaged (its BN saw each view's batch separately).
         fmaps = self.video_map(jnp.concatenate([video1, video2], axis=0))
         fmap1, fmap2 = fmaps[:b], fmaps[b:]
-        view_keys = jnp.concatenate([_fold(sample_keys, _VIEW_DROPOUT),
-                                     _fold(sample_keys, _VIEW_DROPOUT + 1)])
+        view_keys = jnp.concatenate([fold_keys(sample_keys, _VIEW_DROPOUT),
+                                     fold_keys(sample_keys, _VIEW_DROPOUT + 1)])
         z_video = self.embed_video_map(fmaps, view_keys).reshape(2, b, -1)
         amap = self.audio_map(audio)
         out: dict[str, Any] = {
             "video": z_video,
-            "audio": self.embed_audio_map(amap, _fold(sample_keys, _AUDIO_DROPOUT)),
+            "audio": self.embed_audio_map(amap, fold_keys(sample_keys, _AUDIO_DROPOUT)),
         }
         if self.crop_config is not None:
             crops = {}
             per_view = [
-                crops_lib.feature_crops(fm, _fold(sample_keys, _VIEW_CROPS + v), self.crop_config,
-                                        with_small=(v == 1))
+                crops_lib.feature_crops(fm, fold_keys(sample_keys, _VIEW_CROPS + v),
+                                        self.crop_config, with_small=(v == 1))
                 for v, fm in enumerate((fmap1, fmap2))]
             for family in self.crop_config.active_families():
                 crops[family] = {}
@@ -161,9 +154,9 @@ class STiCA(nnx.Module):
                     if not views:
                         continue
                     embedded = [
-                        self._embed_crops(c, _fold(sample_keys, _CROP_DROPOUT + v,
-                                                   crops_lib.FAMILIES.index(family),
-                                                   0 if kind == "large" else 1))
+                        self._embed_crops(c, fold_keys(sample_keys, _CROP_DROPOUT + v,
+                                                       crops_lib.FAMILIES.index(family),
+                                                       0 if kind == "large" else 1))
                         for v, c in views]
                     crops[family][kind] = embedded[0] if kind == "small" else jnp.stack(embedded)
             out["crops"] = crops

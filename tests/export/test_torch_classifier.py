@@ -113,3 +113,15 @@ def test_transformer_classifier_round_trips_through_pytorch_modules(clip, tmp_pa
     want, got = flat_values(model), flat_values(fresh)
     for path in want:
         np.testing.assert_array_equal(got[path], want[path], err_msg=str(path))
+
+
+def test_supervised_config_exports_its_transformer_classifier(tmp_path):
+    """`--config=configs/supervised_k400_crops.py` exports the classifier that config trains."""
+    from configs import supervised_k400_crops
+
+    manifest = export.export_from_config(supervised_k400_crops.get_config(), tmp_path)
+    arch = manifest["architecture"]
+    assert arch["model_type"] == "video_classifier" and arch["video_pooling"]["kind"] == "transformer"
+    assert arch["fc"] == {"in_features": 512, "out_features": 400}
+    assert not arch["video_backbone"]["has_fc"]  # fc follows the transformer: in the heads file
+    assert {"fc.weight", "fc.bias"} <= set(manifest["files"][export.HEADS_FILE])
