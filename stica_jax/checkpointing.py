@@ -72,6 +72,11 @@ def restore_model(workdir: str, step: int | None = None
 
     config = load_config(workdir)
     model, _, abstract_state = train.create_train_state(config, axis_name=None, abstract=True)
+    # Restore onto this process's first device, whatever topology saved the checkpoint (a pod
+    # slice, two hosts...): without a target sharding orbax insists on the saving devices.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract_state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state)
     manager = make_manager(workdir, async_save=False)
     state, step = restore_state(manager, abstract_state, step)
     graphdef = nnx.graphdef(model)
