@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # STiCA train-step benchmark on one GPU (H100 / H200), in under 8 minutes all told:
 #   1. nvidia-smi;  2. imports (ml_collections from benchmarks/wheels/ when missing);
-#   3. correctness: the tiny config's train step on the GPU (loss, grad norm finite);
+#   3. correctness: the tiny config's train step on the GPU (loss, grad norm finite), and the
+#      (2+1)D convolutions as 2-D folds vs 3-D kernels (benchmarks/conv2plus1d.py);
 #   4. the SOTA step (60×112², bf16) at batch/device $BATCH_SIZES (the first, 2, is also the
 #      check that one SOTA step is finite), clips/s + MFU, larger sizes skipped after an OOM
 #      or when the time budget runs out.
@@ -78,6 +79,9 @@ assert jax.devices()[0].platform == 'gpu' or os.environ.get('ALLOW_CPU'), 'JAX s
 
   run 100 tiny-check "$PY" benchmarks/train_step.py --tiny --batch_sizes=2 --steps=2 --warmup=1 \
     --peak_tflops="$PEAK_TFLOPS" --json="$OUT_DIR/tiny.json"
+
+  # 2-D fold vs 3-D kernels of the (2+1)D convolutions (stica_jax.models.layers.Conv).
+  run 60 conv-fold "$PY" benchmarks/conv2plus1d.py --sota
 
   # The benchmark skips a batch size that would end after its budget; the timeout is the backstop.
   local left=$((TOTAL_S - SECONDS - 5))
