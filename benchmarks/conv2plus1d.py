@@ -10,10 +10,14 @@ the SOTA network's shapes and prints one line per case and the speed-up:
 """
 
 import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def conv3d(x, kernel, strides, padding):
