@@ -13,6 +13,7 @@ from flax import nnx
 from stica_jax import checkpointing, step, train
 from stica_jax.losses import classification_loss
 from stica_jax.models import VideoClassifier, build_train_model
+from tests.test_step import _rel
 from tests.tiny import random_supervised_batch, tiny_supervised_config
 
 GLOBAL_BATCH = 8
@@ -73,12 +74,6 @@ def _grads(config, num_devices: int, dtype=np.float32):
                                 step.make_mesh(jax.devices()[:num_devices]))
     loss, aux, grads, new_stats = jax.device_get(grad_fn(params, stats, batch, jax.random.key(0)))
     return loss, aux, jax.tree.leaves(grads), jax.tree.leaves(new_stats)
-
-
-def _rel(a: list, b: list) -> float:
-    """‖a − b‖ / ‖a‖ over all leaves."""
-    num = sum(float(np.sum((np.asarray(x, np.float64) - y) ** 2)) for x, y in zip(a, b))
-    return float(np.sqrt(num / sum(float(np.sum(np.asarray(x, np.float64) ** 2)) for x in a)))
 
 
 @pytest.mark.slow

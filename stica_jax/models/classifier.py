@@ -23,7 +23,7 @@ from flax import nnx
 
 from stica_jax import crops as crops_lib
 from stica_jax.models.layers import Dtype, SampleDropout, fold_keys, linear
-from stica_jax.models.stica import DTYPES
+from stica_jax.models.stica import crops_and_dtype
 from stica_jax.models.temporal_pooling import make_temporal_pooling
 from stica_jax.models.video_resnet import VideoResNet
 
@@ -120,11 +120,7 @@ def build_classifier(model_config: Any, supervised_config: Any, crop_config: Any
     The backbone and temporal pooling follow `model` (as in pretraining); `supervised` gives
     `num_classes` and `dropout`; `crops` with `enabled=False` (or None) trains without crops.
     """
-    crops = None
-    if crop_config is not None and crop_config.get("enabled", True):
-        crops = crops_lib.CropConfig.from_config(crop_config)
-    if model_config.dtype not in DTYPES:
-        raise ValueError(f"unknown model.dtype {model_config.dtype!r}; expected {list(DTYPES)}")
+    crops, dtype = crops_and_dtype(model_config, crop_config)
     t = model_config.transformer
     return VideoClassifier(
         int(supervised_config.num_classes),
@@ -136,6 +132,6 @@ def build_classifier(model_config: Any, supervised_config: Any, crop_config: Any
         dropout=float(supervised_config.dropout),
         crops=crops,
         axis_name=axis_name,
-        dtype=DTYPES[model_config.dtype],
+        dtype=dtype,
         rngs=rngs,
     )

@@ -166,17 +166,24 @@ class STiCA(nnx.Module):
         return out
 
 
+def crops_and_dtype(model_config: Any, crop_config: Any | None
+                    ) -> tuple[crops_lib.CropConfig | None, Any]:
+    """(feature crops or None when `crop_config` is None or disabled, compute dtype) of a config."""
+    crops = None
+    if crop_config is not None and crop_config.get("enabled", True):
+        crops = crops_lib.CropConfig.from_config(crop_config)
+    if model_config.dtype not in DTYPES:
+        raise ValueError(f"unknown model.dtype {model_config.dtype!r}; expected {list(DTYPES)}")
+    return crops, DTYPES[model_config.dtype]
+
+
 def build_model(model_config: Any, crop_config: Any | None, *, axis_name: str | None = None,
                 rngs: nnx.Rngs) -> STiCA:
     """A STiCA model from the `model` and `crops` sections of a config.
 
     `crop_config` with `enabled=False` (or None) builds the model without feature crops.
     """
-    crops = None
-    if crop_config is not None and crop_config.get("enabled", True):
-        crops = crops_lib.CropConfig.from_config(crop_config)
-    if model_config.dtype not in DTYPES:
-        raise ValueError(f"unknown model.dtype {model_config.dtype!r}; expected {list(DTYPES)}")
+    crops, dtype = crops_and_dtype(model_config, crop_config)
     t = model_config.transformer
     return STiCA(
         video_widths=tuple(model_config.video_widths),
@@ -192,6 +199,6 @@ def build_model(model_config: Any, crop_config: Any | None, *, axis_name: str | 
         head_dropout=model_config.head_dropout,
         crops=crops,
         axis_name=axis_name,
-        dtype=DTYPES[model_config.dtype],
+        dtype=dtype,
         rngs=rngs,
     )
