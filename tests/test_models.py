@@ -9,7 +9,7 @@ from flax import nnx
 from configs import sota
 from stica_jax.models.audio_resnet import AudioResNet
 from stica_jax.models.classifier import VideoClassifier
-from stica_jax.models.summary import count_macs, count_params, summarize
+from stica_jax.models.summary import count_macs, count_params, format_summary, summarize
 from stica_jax.models.temporal_pooling import TransformerPool, make_temporal_pooling
 from stica_jax.models.video_resnet import VideoResNet, conv2plus1d_mid_width
 from tests.tiny import random_batch, tiny_config, tiny_model
@@ -57,6 +57,23 @@ def test_sota_summary_reports_every_module_and_output():
     assert out["crops"]["time"] == {"large": (2, 2, 2, 256), "small": (2, 1, 256)}
     # Two 60-frame views cost about 2 × 152 G; crops and heads add comparatively little.
     assert 2 * s["macs_video_backbone"] < s["macs_train_forward"] < 2.2 * s["macs_video_backbone"]
+
+
+def test_supervised_summary_is_the_classifier():
+    from configs import supervised_k400_crops
+    config = supervised_k400_crops.get_config()
+    s = summarize(config)
+    assert s["params"]["video_backbone"] == 31_300_125
+    assert s["params"]["fc"] == 512 * 400 + 400
+    assert s["total_params"] == sum(s["params"].values())
+    assert s["video_map"] == (8, 7, 7, 512)
+    assert s["outputs"] == {"logits": (2, 400), "crop_logits": (2, 4, 400)}
+    assert s["macs_video_backbone"] < s["macs_train_forward"] < 1.01 * s["macs_video_backbone"]
+    text = format_summary(s)
+    assert text.startswith("Supervised video classifier") and "audio" not in text
+    config.supervised.num_classes = 0
+    with pytest.raises(ValueError, match="num_classes"):
+        summarize(config)
 
 
 @pytest.mark.parametrize("tokens", [2, 3, 4, 6, 8])

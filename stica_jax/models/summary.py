@@ -14,6 +14,7 @@ import jax.extend
 import jax.numpy as jnp
 from flax import nnx
 
+from stica_jax.models.classifier import VideoClassifier, build_classifier
 from stica_jax.models.stica import STiCA, build_model
 from stica_jax.shapes import input_shapes
 
@@ -50,13 +51,27 @@ def count_macs(fn: Callable, *args: Any) -> int:
     return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def abstract_model(config: Any) -> STiCA:
-    """The model of `config` with shape-only parameters (nothing allocated)."""
+def _supervised(config: Any) -> bool:
+    return config.get("mode", "pretrain") == "supervised"
+
+
+def abstract_model(config: Any) -> STiCA | VideoClassifier:
+    """The model of `config` (STiCA, or the classifier of a supervised config) with
+    shape-only parameters (nothing allocated)."""
+    if _supervised(config):
+        if not config.supervised.num_classes:
+            raise ValueError("supervised.num_classes is 0 (read from the dataset at train time); "
+                             "give it for the summary, e.g. --config.supervised.num_classes=400")
+        return nnx.eval_shape(lambda: build_classifier(config.model, config.supervised,
+                                                       config.crops, rngs=nnx.Rngs(0)))
     return nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
 
 
 def summarize(config: Any) -> dict[str, Any]:
-    """Parameter counts per module, output shapes and MACs per clip of the config's model."""
+    """Parameter counts per module, output shapes and MACs per clip of the config's model
+    (STiCA, or for `mode="supervised"` the video classifier)."""
+    if _supervised(config):
+        return _summarize_classifier(config)
     model = abstract_model(config)
     video_shape, audio_shape = input_shapes(config.input, batch=2)
     video = jax.ShapeDtypeStruct(video_shape, jnp.float32)
@@ -92,7 +107,37 @@ def summarize(config: Any) -> dict[str, Any]:
     }
 
 
+def _summarize_classifier(config: Any) -> dict[str, Any]:
+    model = abstract_model(config)
+    video_shape, _ = input_shapes(config.input, batch=2)
+    video = jax.ShapeDtypeStruct(video_shape, jnp.float32)
+    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
+    graphdef, state = nnx.split(model)
+
+    def video_map(state, v):
+        m = nnx.merge(graphdef, state)
+        m.eval()
+        return m.video_map(v)
+
+    forward = lambda state, v, k: nnx.merge(graphdef, state).training_outputs(v, k)
+    outputs = jax.eval_shape(forward, state, video, keys)
+    params = {name: count_params(getattr(model, name))
+              for name in ("video_backbone", "video_pooling", "fc")}
+    return {
+        "kind": "supervised",
+        "params": params,
+        "total_params": count_params(model),
+        "inputs": {"video": video_shape[1:]},
+        "video_map": tuple(jax.eval_shape(video_map, state, video).shape[1:]),
+        "outputs": jax.tree.map(lambda x: tuple(x.shape), outputs),
+        "macs_video_backbone": count_macs(video_map, state, video) // 2,
+        "macs_train_forward": count_macs(forward, state, video, keys) // 2,
+    }
+
+
 def format_summary(summary: dict[str, Any]) -> str:
+    if summary.get("kind") == "supervised":
+        return _format_classifier_summary(summary)
     lines = ["STiCA model summary (abstract trace, nothing computed)", ""]
     lines.append(f"{'module':<18}{'parameters':>14}")
     for name, n in summary["params"].items():
@@ -112,4 +157,22 @@ def format_summary(summary: dict[str, Any]) -> str:
               f"  audio backbone             {summary['macs_audio_backbone'] / g:8.2f} G",
               f"  training forward (2 views, audio, crops, heads) "
               f"{summary['macs_train_forward'] / g:8.2f} G"]
+    return "\n".join(lines)
+
+
+def _format_classifier_summary(summary: dict[str, Any]) -> str:
+    lines = ["Supervised video classifier summary (abstract trace, nothing computed)", ""]
+    lines.append(f"{'module':<18}{'parameters':>14}")
+    for name, n in summary["params"].items():
+        lines.append(f"{name:<18}{n:>14,}")
+    lines.append(f"{'total':<18}{summary['total_params']:>14,}")
+    lines += ["", f"input per clip: video {summary['inputs']['video']}",
+              f"video map before pooling: {summary['video_map']}",
+              "training outputs (batch 2):"]
+    for name, shape in summary["outputs"].items():
+        lines.append(f"  {name:<32}{shape}")
+    g = 1e9
+    lines += ["", "multiply-adds per clip:",
+              f"  video backbone             {summary['macs_video_backbone'] / g:8.2f} G",
+              f"  training forward, clip + crops {summary['macs_train_forward'] / g:8.2f} G"]
     return "\n".join(lines)
