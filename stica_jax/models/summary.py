@@ -136,43 +136,28 @@ def _summarize_classifier(config: Any) -> dict[str, Any]:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    if summary.get("kind") == "supervised":
-        return _format_classifier_summary(summary)
-    lines = ["STiCA model summary (abstract trace, nothing computed)", ""]
-    lines.append(f"{'module':<18}{'parameters':>14}")
-    for name, n in summary["params"].items():
-        lines.append(f"{name:<18}{n:>14,}")
+    """The text `python -m stica_jax.models` prints for `summarize(config)`."""
+    supervised = summary.get("kind") == "supervised"
+    title = "Supervised video classifier" if supervised else "STiCA model"
+    lines = [f"{title} summary (abstract trace, nothing computed)", "",
+             f"{'module':<18}{'parameters':>14}"]
+    lines += [f"{name:<18}{n:>14,}" for name, n in summary["params"].items()]
     lines.append(f"{'total':<18}{summary['total_params']:>14,}")
-    lines += ["", f"input per clip: video {summary['inputs']['video']}, "
-              f"audio {summary['inputs']['audio']}",
-              f"video map before pooling: {summary['video_map']}",
-              f"audio map before pooling: {summary['audio_map']}",
-              "training forward outputs (batch 2):"]
+    inputs = ", ".join(f"{k} {v}" for k, v in summary["inputs"].items())
+    lines += ["", f"input per clip: {inputs}",
+              f"video map before pooling: {summary['video_map']}"]
+    if not supervised:
+        lines.append(f"audio map before pooling: {summary['audio_map']}")
+    lines.append("training forward outputs (batch 2):")
     for path, shape in jax.tree_util.tree_flatten_with_path(
             summary["outputs"], is_leaf=lambda x: isinstance(x, tuple))[0]:
         lines.append(f"  {jax.tree_util.keystr(path):<32}{shape}")
     g = 1e9
     lines += ["", "multiply-adds per clip:",
-              f"  video backbone, one view   {summary['macs_video_backbone'] / g:8.2f} G",
-              f"  audio backbone             {summary['macs_audio_backbone'] / g:8.2f} G",
-              f"  training forward (2 views, audio, crops, heads) "
-              f"{summary['macs_train_forward'] / g:8.2f} G"]
-    return "\n".join(lines)
-
-
-def _format_classifier_summary(summary: dict[str, Any]) -> str:
-    lines = ["Supervised video classifier summary (abstract trace, nothing computed)", ""]
-    lines.append(f"{'module':<18}{'parameters':>14}")
-    for name, n in summary["params"].items():
-        lines.append(f"{name:<18}{n:>14,}")
-    lines.append(f"{'total':<18}{summary['total_params']:>14,}")
-    lines += ["", f"input per clip: video {summary['inputs']['video']}",
-              f"video map before pooling: {summary['video_map']}",
-              "training outputs (batch 2):"]
-    for name, shape in summary["outputs"].items():
-        lines.append(f"  {name:<32}{shape}")
-    g = 1e9
-    lines += ["", "multiply-adds per clip:",
-              f"  video backbone             {summary['macs_video_backbone'] / g:8.2f} G",
-              f"  training forward, clip + crops {summary['macs_train_forward'] / g:8.2f} G"]
+              f"  {'video backbone' + ('' if supervised else ', one view'):<27}"
+              f"{summary['macs_video_backbone'] / g:8.2f} G"]
+    if not supervised:
+        lines.append(f"  {'audio backbone':<27}{summary['macs_audio_backbone'] / g:8.2f} G")
+    what = "clip and crops" if supervised else "2 views, audio, crops, heads"
+    lines.append(f"  training forward ({what}) {summary['macs_train_forward'] / g:8.2f} G")
     return "\n".join(lines)
