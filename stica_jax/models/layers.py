@@ -38,8 +38,9 @@ class Conv(nnx.Module):
     Parameters are `kernel` of shape `kernel_size + (in, out)`, initialised like torchvision
     (and like `nnx.Conv` with the same key). A 3-D kernel that spans only space `(1, kh, kw)`
     or only time `(kt, 1, 1)` — every convolution of R(2+1)D — runs as a 2-D convolution over
-    `[B·T, H, W]` or `[B, T, H·W]`: the same sums, 3-5× faster forward + backward on XLA:CPU
-    than a 3-D convolution (`benchmarks/conv2plus1d.py`; on GPUs it is not measured yet).
+    `[B·T, H, W]` or `[B, T, H·W]`: the same sums, 4-15× faster forward + backward on XLA:CPU
+    and 1.8-2.4× at SOTA shapes on an H100 than a 3-D convolution (`benchmarks/conv2plus1d.py`,
+    numbers in `benchmarks/RESULTS.md`).
     """
 
     def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int],

@@ -14,8 +14,7 @@ import jax.extend
 import jax.numpy as jnp
 from flax import nnx
 
-from stica_jax.models.classifier import VideoClassifier, build_classifier
-from stica_jax.models.stica import STiCA, build_model
+from stica_jax.models import STiCA, VideoClassifier, build_train_model
 from stica_jax.shapes import input_shapes
 
 
@@ -51,28 +50,20 @@ def count_macs(fn: Callable, *args: Any) -> int:
     return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def _supervised(config: Any) -> bool:
-    return config.get("mode", "pretrain") == "supervised"
-
-
 def abstract_model(config: Any) -> STiCA | VideoClassifier:
-    """The model of `config` (STiCA, or the classifier of a supervised config) with
+    """The model `config.mode` trains (STiCA, or the classifier of a supervised config) with
     shape-only parameters (nothing allocated)."""
-    if _supervised(config):
-        if not config.supervised.num_classes:
-            raise ValueError("supervised.num_classes is 0 (read from the dataset at train time); "
-                             "give it for the summary, e.g. --config.supervised.num_classes=400")
-        return nnx.eval_shape(lambda: build_classifier(config.model, config.supervised,
-                                                       config.crops, rngs=nnx.Rngs(0)))
-    return nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
+    if config.get("mode", "pretrain") == "supervised" and not config.supervised.num_classes:
+        raise ValueError("supervised.num_classes is 0 (read from the dataset at train time); "
+                         "give it for the summary, e.g. --config.supervised.num_classes=400")
+    return nnx.eval_shape(lambda: build_train_model(config, rngs=nnx.Rngs(0)))
 
 
 def summarize(config: Any) -> dict[str, Any]:
     """Parameter counts per module, output shapes and MACs per clip of the config's model
     (STiCA, or for `mode="supervised"` the video classifier)."""
-    if _supervised(config):
-        return _summarize_classifier(config)
     model = abstract_model(config)
+    supervised = isinstance(model, VideoClassifier)
     video_shape, audio_shape = input_shapes(config.input, batch=2)
     video = jax.ShapeDtypeStruct(video_shape, jnp.float32)
     audio = jax.ShapeDtypeStruct(audio_shape, jnp.float32)
@@ -86,53 +77,33 @@ def summarize(config: Any) -> dict[str, Any]:
             return getattr(m, method)(*args)
         return fn
 
-    def shape_tree(tree):
-        return jax.tree.map(lambda x: tuple(x.shape), tree)
-
-    forward = lambda state, v1, v2, a, k: nnx.merge(graphdef, state)(v1, v2, a, k)
-    outputs = jax.eval_shape(forward, state, video, video, audio, keys)
-    modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone", "audio_head")
-    params = {name: count_params(getattr(model, name)) for name in modules}
-    return {
-        "params": params,
-        "total_params": count_params(model),
-        "inputs": {"video": video_shape[1:], "audio": audio_shape[1:]},
-        "video_map": tuple(jax.eval_shape(call("video_map"), state, video).shape[1:]),
-        "audio_map": tuple(jax.eval_shape(call("audio_map"), state, audio).shape[1:]),
-        "outputs": shape_tree(outputs),
-        # MACs per clip (the traces use a batch of 2; convolutions and products scale with it).
-        "macs_video_backbone": count_macs(call("video_map"), state, video) // 2,
-        "macs_audio_backbone": count_macs(call("audio_map"), state, audio) // 2,
-        "macs_train_forward": count_macs(forward, state, video, video, audio, keys) // 2,
-    }
-
-
-def _summarize_classifier(config: Any) -> dict[str, Any]:
-    model = abstract_model(config)
-    video_shape, _ = input_shapes(config.input, batch=2)
-    video = jax.ShapeDtypeStruct(video_shape, jnp.float32)
-    keys = jax.ShapeDtypeStruct((2,), jax.random.key(0).dtype)
-    graphdef, state = nnx.split(model)
-
-    def video_map(state, v):
-        m = nnx.merge(graphdef, state)
-        m.eval()
-        return m.video_map(v)
-
-    forward = lambda state, v, k: nnx.merge(graphdef, state).training_outputs(v, k)
-    outputs = jax.eval_shape(forward, state, video, keys)
-    params = {name: count_params(getattr(model, name))
-              for name in ("video_backbone", "video_pooling", "fc")}
-    return {
-        "kind": "supervised",
-        "params": params,
+    if supervised:
+        forward = lambda state, v, k: nnx.merge(graphdef, state).training_outputs(v, k)
+        forward_args = (video, keys)
+        modules = ("video_backbone", "video_pooling", "fc")
+    else:
+        forward = lambda state, v1, v2, a, k: nnx.merge(graphdef, state)(v1, v2, a, k)
+        forward_args = (video, video, audio, keys)
+        modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone",
+                   "audio_head")
+    outputs = jax.eval_shape(forward, state, *forward_args)
+    summary = {
+        "params": {name: count_params(getattr(model, name)) for name in modules},
         "total_params": count_params(model),
         "inputs": {"video": video_shape[1:]},
-        "video_map": tuple(jax.eval_shape(video_map, state, video).shape[1:]),
+        "video_map": tuple(jax.eval_shape(call("video_map"), state, video).shape[1:]),
         "outputs": jax.tree.map(lambda x: tuple(x.shape), outputs),
-        "macs_video_backbone": count_macs(video_map, state, video) // 2,
-        "macs_train_forward": count_macs(forward, state, video, keys) // 2,
+        # MACs per clip (the traces use a batch of 2; convolutions and products scale with it).
+        "macs_video_backbone": count_macs(call("video_map"), state, video) // 2,
+        "macs_train_forward": count_macs(forward, state, *forward_args) // 2,
     }
+    if supervised:
+        summary["kind"] = "supervised"
+    else:
+        summary["inputs"]["audio"] = audio_shape[1:]
+        summary["audio_map"] = tuple(jax.eval_shape(call("audio_map"), state, audio).shape[1:])
+        summary["macs_audio_backbone"] = count_macs(call("audio_map"), state, audio) // 2
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
