@@ -19,6 +19,9 @@ def get_config():
     m.transformer.mlp_width = 128
     m.head_hidden = 64
     m.embed_dim = 64
+    # No head dropout: in a 64-wide head, dropout 0.3 is so much noise that the cross-modal loss
+    # never leaves log B within the demo's steps (measured, docs/demo.md); spec §4's 0.3 is for 512.
+    m.head_dropout = 0.0
     m.dtype = "float32"  # CPUs have no fast bf16
 
     i = config.input
@@ -26,7 +29,7 @@ def get_config():
     i.num_frames = 16
     i.frame_stride = 2  # 16 frames span 1 s of the 30-fps clip
     i.crop_size = 32  # map 2×2 × T'=2
-    i.crop_scale = (0.3, 1.0)
+    i.crop_scale = (0.6, 1.0)  # the digit fills most of the frame; small crops would cut it
     i.flip_prob = 0.0  # digits are not mirror-symmetric (a mirrored 5 reads as a 2)
     i.blur_kernel_size = 5
     i.audio_seconds = 1.0
@@ -39,7 +42,7 @@ def get_config():
 
     config.av_digits = {}  # AvDigitsSpec fields; {} = the default (1,500 train / 300 test clips)
     config.global_batch_size = 16
-    config.num_epochs = 4  # 372 steps: the whole command fits in 10 minutes on 2 CPU cores
+    config.num_epochs = 6  # 558 steps: the whole command fits in 10 minutes on 2 CPU cores
     config.optimizer.base_lr = 0.05
     config.optimizer.warmup_start_lr = 0.01
     config.optimizer.warmup_epochs = 0.2

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_the_sound_is_the_digits_dtmf_pair_starting_at_each_bounce():
   from sklearn.datasets import load_digits
 
   digits = load_digits()
-  spec = av_digits.AvDigitsSpec(seconds=2.0, frame_size=48, noise_level=0.02)
+  spec = av_digits.AvDigitsSpec(seconds=2.0, frame_size=48, noise_level=0.02, distractor_tones=0)
   frames, audio, bounces = av_digits.render_clip(digits.images[7], 7, np.random.default_rng(0), spec)
   assert frames.shape == (60, 48, 48, 3) and audio.shape == (48_000,) and bounces
   burst = round(spec.burst_seconds * spec.sample_rate)
@@ -48,6 +49,33 @@ def test_the_sound_is_the_digits_dtmf_pair_starting_at_each_bounce():
   quiet = audio[: round(bounces[0] / spec.fps * spec.sample_rate)].astype(np.float64)
   if len(quiet) > 100:
     assert np.sqrt(np.mean(quiet**2)) < 0.5 * np.sqrt(np.mean(audio[start:start + burst].astype(np.float64) ** 2))
+
+
+
+def test_distractor_tones_are_two_steady_pitches_of_their_own_added_to_the_same_clip():
+  from sklearn.datasets import load_digits
+
+  image = load_digits().images[3]
+  quiet = av_digits.AvDigitsSpec(seconds=2.0, frame_size=48, noise_level=0.02, distractor_tones=0)
+  loud = dataclasses.replace(quiet, distractor_tones=2)
+  frames0, audio0, bounces0 = av_digits.render_clip(image, 3, np.random.default_rng(1), quiet)  # peak < 0.99: no gain change
+  frames2, audio2, bounces2 = av_digits.render_clip(image, 3, np.random.default_rng(1), loud)
+  assert np.abs(audio2).max() < 0.99 * 32767  # not turned down: the two differ by the tones alone
+  # Drawn after everything else: the picture, the bounces and the bursts do not change.
+  np.testing.assert_array_equal(frames0, frames2)
+  assert bounces0 == bounces2
+  added = (audio2.astype(np.float64) - audio0) / 32767
+  power = np.abs(np.fft.rfft(added * np.hanning(len(added)))) ** 2  # windowed: little leakage
+  hz = np.fft.rfftfreq(len(added), 1 / quiet.sample_rate)
+  near_peaks = np.zeros_like(hz, dtype=bool)
+  for _ in range(2):  # the two strongest peaks, each with its ±5 Hz neighbourhood
+    peak = hz[np.argmax(np.where(near_peaks, 0, power))]
+    assert 200 <= peak <= 4000
+    near_peaks |= np.abs(hz - peak) < 5
+  assert power[near_peaks].sum() > 0.95 * power.sum()  # two pure tones, nothing else
+  # They sound throughout: as loud in the first half as in the second.
+  half = len(added) // 2
+  np.testing.assert_allclose(np.std(added[:half]), np.std(added[half:]), rtol=0.1)
 
 
 def test_the_prepared_dataset_loads_through_tfds_with_jpeg_frames_and_int16_audio(digits_dir):
