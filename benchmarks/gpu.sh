@@ -6,8 +6,9 @@
 #   4. the SOTA step (60×112², bf16) at batch/device $BATCH_SIZES (the first, 2, is also the
 #      check that one SOTA step is finite), clips/s + MFU, larger sizes skipped after an OOM
 #      or when the time budget runs out. Each size compiles anew: on an H100 (jax 0.11.2)
-#      77 s at 2, 106 s at 8, 143 s at 16, so the default list is 2,16 (32 runs only if the
-#      budget allows); benchmarks/RESULTS.md has 4 and 8 from separate calls.
+#      77-100 s at 2, 106 s at 8, 143-156 s at 16 (over 5 min at 32), so with the default list
+#      2,16,32 the budget runs 2 and 16 and skips 32 (measured: 425 s, status 0);
+#      benchmarks/RESULTS.md has 4 and 8 from separate calls.
 # Run from anywhere: bash benchmarks/gpu.sh. Logs and JSON go to $OUT (else /tmp/stica_gpu_bench):
 #   gpu.log (everything), tiny.json, sota.json. Exit status non-zero if a check failed.
 # Knobs (environment): BATCH_SIZES=2,16,32 STEPS=20 WARMUP=3 PEAK_TFLOPS=989
