@@ -1,9 +1,9 @@
 """The built-in demo: a slim STiCA pretrained on generated AV-digits, minutes on a laptop CPU.
 
 Same method as `sota.py` (two augmented views, audio, feature crops, transformer pooling, the
-NCE losses), with a slim network and small inputs. It generates AV-digits if absent, pretrains,
-and ends with a linear-probe table on held-out AV-digits (video and audio features) for the
-trained model beside the same architecture at random init.
+NCE losses), with a slim network, small inputs and no head dropout (see below). It generates
+AV-digits if absent, pretrains, and ends with a linear-probe table on held-out AV-digits (video
+and audio features) for the trained model beside the same architecture at random init.
 """
 
 from configs import sota

@@ -10,7 +10,7 @@ Train and test draw from disjoint handwriting samples.
 The defaults are tuned so that the demo shows learning within minutes on a CPU (measurements in
 docs/demo.md): the digit is large (70-85 % of the frame) and, on the dark backgrounds, always
 bright, so a small video net can learn it within a few hundred steps; the distractor tones make
-random-init audio features a poor digit probe (59 % instead of 98 %) while the tone bursts that
+random-init audio features a poor digit probe (61 % instead of 98 %) while the tone bursts that
 follow the picture stay learnable.
 
 Generation is deterministic given `AvDigitsSpec.seed`: clip i of a split depends only on

@@ -51,7 +51,6 @@ def test_the_sound_is_the_digits_dtmf_pair_starting_at_each_bounce():
     assert np.sqrt(np.mean(quiet**2)) < 0.5 * np.sqrt(np.mean(audio[start:start + burst].astype(np.float64) ** 2))
 
 
-
 def test_distractor_tones_are_two_steady_pitches_of_their_own_added_to_the_same_clip():
   from sklearn.datasets import load_digits
 
@@ -76,6 +75,27 @@ def test_distractor_tones_are_two_steady_pitches_of_their_own_added_to_the_same_
   # They sound throughout: as loud in the first half as in the second.
   half = len(added) // 2
   np.testing.assert_allclose(np.std(added[:half]), np.std(added[half:]), rtol=0.1)
+
+
+def test_bursts_of_close_bounces_merge_instead_of_adding_up_and_nothing_clips():
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  # No noise, no distractors, fast bounces: the sound is loudness × envelope × the DTMF pair.
+  spec = av_digits.AvDigitsSpec(seconds=2.0, frame_size=48, noise_level=0.0, distractor_tones=0, speed=(3.0, 3.5))
+  _, audio, bounces = av_digits.render_clip(digits.images[5], 5, np.random.default_rng(2), spec)
+  assert min(np.diff(bounces)) / spec.fps < spec.burst_seconds  # some bursts overlap
+  time = np.arange(len(audio)) / spec.sample_rate
+  carrier = sum(np.sin(2 * np.pi * hz * time) for hz in av_digits.DTMF_HZ[5])
+  steady = np.abs(carrier) > 0.5
+  gain = audio[steady] / 32767 / carrier[steady]
+  on = gain[gain > 0.05]
+  assert len(on) > 0.3 * steady.sum()
+  assert on.max() < 1.05 * np.median(on)  # overlaps are no louder than single bursts
+  # The default (loud) clips are turned down as a whole, never clipped.
+  for seed in range(8):
+    _, audio, _ = av_digits.render_clip(digits.images[seed], int(digits.target[seed]), np.random.default_rng(seed), av_digits.AvDigitsSpec())
+    assert np.abs(audio.astype(np.int32)).max() <= round(0.99 * 32767)
 
 
 def test_the_prepared_dataset_loads_through_tfds_with_jpeg_frames_and_int16_audio(digits_dir):
