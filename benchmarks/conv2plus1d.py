@@ -21,8 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def conv3d(x, kernel, strides, padding):
-    return jax.lax.conv_general_dilated(x, kernel, strides, [(p, p) for p in padding],
-                                        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    return jax.lax.conv_general_dilated(
+        x, kernel, strides, [(p, p) for p in padding], dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+    )
 
 
 def folded(x, kernel, strides, padding):
@@ -31,8 +32,15 @@ def folded(x, kernel, strides, padding):
 
     from stica_jax.models.layers import Conv
 
-    module = Conv(kernel.shape[3], kernel.shape[4], kernel.shape[:3], strides, padding,
-                  dtype=x.dtype, rngs=nnx.Rngs(0))
+    module = Conv(
+        kernel.shape[3],
+        kernel.shape[4],
+        kernel.shape[:3],
+        strides,
+        padding,
+        dtype=x.dtype,
+        rngs=nnx.Rngs(0),
+    )
     module.kernel.set_value(kernel)
     return module(x)
 
@@ -69,12 +77,18 @@ def main():
     for name, shape, size, out, strides, padding in cases:
         x = jax.random.normal(jax.random.key(0), shape)
         kernel = jax.random.normal(jax.random.key(1), (*size, shape[-1], out)) * 0.1
-        diff = float(jnp.max(jnp.abs(conv3d(x, kernel, strides, padding)
-                                     - folded(x, kernel, strides, padding))))
+        diff = float(
+            jnp.max(
+                jnp.abs(conv3d(x, kernel, strides, padding) - folded(x, kernel, strides, padding))
+            )
+        )
         t3 = seconds(lambda x, k: conv3d(x, k, strides, padding), x, kernel, args.repeats)
         t2 = seconds(lambda x, k: folded(x, k, strides, padding), x, kernel, args.repeats)
-        print(f"{name:26s} 3-D {1e3 * t3:8.1f} ms  2-D fold {1e3 * t2:8.1f} ms  "
-              f"speed-up {t3 / t2:5.2f}x  max|diff| {diff:.1e}", flush=True)
+        print(
+            f"{name:26s} 3-D {1e3 * t3:8.1f} ms  2-D fold {1e3 * t2:8.1f} ms  "
+            f"speed-up {t3 / t2:5.2f}x  max|diff| {diff:.1e}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,7 @@ def _separability(z, labels):
     np.fill_diagonal(sims, -np.inf)
     same = labels[:, None] == labels[None]
     off = ~np.eye(len(labels), dtype=bool)
-    return ((labels[sims.argmax(1)] == labels).mean(), sims[same & off].mean(),
-            sims[~same].mean())
+    return ((labels[sims.argmax(1)] == labels).mean(), sims[same & off].mean(), sims[~same].mean())
 
 
 def main(argv):
@@ -68,9 +67,15 @@ def main(argv):
     # -- What the towers know at random init ----------------------------------------------------
     probe = config.copy_and_resolve_references()
     probe.model.head_dropout = 0.0  # dropout needs per-sample keys; the statistics don't
-    batch = next(pipeline.make_pretrain_dataset(
-        probe.input, split=probe.train_split, data_dir=data_dir,
-        batch_size_per_host=_PROBE_BATCH.value, seed=probe.seed))
+    batch = next(
+        pipeline.make_pretrain_dataset(
+            probe.input,
+            split=probe.train_split,
+            data_dir=data_dir,
+            batch_size_per_host=_PROBE_BATCH.value,
+            seed=probe.seed,
+        )
+    )
     model = train.build_train_model(probe, axis_name=None, rngs=nnx.Rngs(probe.seed))
     labels = np.asarray(batch["label"])
     amap = model.audio_map(jnp.asarray(batch["audio"]))
@@ -84,22 +89,28 @@ def main(argv):
     print(f"random init, {len(labels)} training clips (chance 1-NN ≈ 0.10):")
     for name, z in rows.items():
         acc, same, diff = _separability(np.asarray(z, np.float64), labels)
-        print(f"  {name:<16} 1-NN digit acc {acc:.3f}   cos same digit {same:.3f}  "
-              f"different {diff:.3f}", flush=True)
+        print(
+            f"  {name:<16} 1-NN digit acc {acc:.3f}   cos same digit {same:.3f}  "
+            f"different {diff:.3f}",
+            flush=True,
+        )
 
     # -- The production step ----------------------------------------------------------------
     num_examples = train.num_train_examples(config, config.data_dir)
     mesh = step_lib.make_mesh()
     model, optimizer, state = train.create_train_state(config, num_examples=num_examples)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    train_step = step_lib.make_train_step(nnx.graphdef(model), optimizer,
-                                          step_lib.loss_config_for(config), mesh)
+    train_step = step_lib.make_train_step(
+        nnx.graphdef(model), optimizer, step_lib.loss_config_for(config), mesh
+    )
     batches = train.host_batches(config, data_dir, 0)
     fixed = step_lib.global_batch(next(batches), mesh) if _FIXED.value else None
     rng = jax.random.key(config.seed)
-    print(f"train steps (batch {config.global_batch_size}: chance av_top1 "
-          f"{1 / config.global_batch_size:.3f}, loss_av at chance log B = "
-          f"{np.log(config.global_batch_size):.3f}){' on ONE repeated batch' if fixed else ''}:")
+    print(
+        f"train steps (batch {config.global_batch_size}: chance av_top1 "
+        f"{1 / config.global_batch_size:.3f}, loss_av at chance log B = "
+        f"{np.log(config.global_batch_size):.3f}){' on ONE repeated batch' if fixed else ''}:"
+    )
     history, t0 = [], time.time()
     for i in range(_STEPS.value):
         batch = fixed if fixed is not None else step_lib.global_batch(next(batches), mesh)
@@ -108,11 +119,15 @@ def main(argv):
         if (i + 1) % _EVERY.value == 0 or i + 1 == _STEPS.value:
             got = jax.device_get(history)
             history = []
-            names = [k for k in got[0] if k in ("loss", "loss_av", "loss_crops", "av_top1",
-                                                 "grad_norm")]
-            print(f"  step {i + 1:4d}  " + "  ".join(
-                f"{k} {np.mean([m[k] for m in got]):.3f}" for k in names)
-                + f"  ({time.time() - t0:.0f} s)", flush=True)
+            names = [
+                k for k in got[0] if k in ("loss", "loss_av", "loss_crops", "av_top1", "grad_norm")
+            ]
+            print(
+                f"  step {i + 1:4d}  "
+                + "  ".join(f"{k} {np.mean([m[k] for m in got]):.3f}" for k in names)
+                + f"  ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -57,22 +57,43 @@ from stica_jax.shapes import input_shapes  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch_sizes", default="4,8,16",
-                   help="comma-separated per-device batch sizes, run in this order")
+    p.add_argument(
+        "--batch_sizes",
+        default="4,8,16",
+        help="comma-separated per-device batch sizes, run in this order",
+    )
     p.add_argument("--steps", type=int, default=20, help="timed steps per batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compiling")
-    p.add_argument("--peak_tflops", type=float, default=989.0,
-                   help="peak dense TFLOP/s per device for MFU (989: H100 SXM / H200 bf16)")
+    p.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=989.0,
+        help="peak dense TFLOP/s per device for MFU (989: H100 SXM / H200 bf16)",
+    )
     p.add_argument("--tiny", action="store_true", help="the slim test config (tests/tiny.py)")
-    p.add_argument("--dtype", default=None,
-                   help="override model.dtype (default: the config's; sota bfloat16, tiny float32)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="override model.dtype (default: the config's; sota bfloat16, tiny float32)",
+    )
     p.add_argument("--devices", type=int, default=0, help="use the first N devices (0: all)")
-    p.add_argument("--cpu_devices", type=int, default=0,
-                   help="run on N fake CPU devices (jax_num_cpu_devices; before JAX starts)")
-    p.add_argument("--time_budget_s", type=float, default=0.0,
-                   help="skip the remaining batch sizes once this is likely to be exceeded (0: off)")
-    p.add_argument("--keep_going_after_oom", action="store_true",
-                   help="still try the larger batch sizes after one ran out of memory")
+    p.add_argument(
+        "--cpu_devices",
+        type=int,
+        default=0,
+        help="run on N fake CPU devices (jax_num_cpu_devices; before JAX starts)",
+    )
+    p.add_argument(
+        "--time_budget_s",
+        type=float,
+        default=0.0,
+        help="skip the remaining batch sizes once this is likely to be exceeded (0: off)",
+    )
+    p.add_argument(
+        "--keep_going_after_oom",
+        action="store_true",
+        help="still try the larger batch sizes after one ran out of memory",
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -88,9 +109,11 @@ def load_config(tiny: bool, dtype: str | None = None) -> Any:
     """The SOTA config or the slim test config, with `model.dtype` optionally overridden."""
     if tiny:
         from tests.tiny import tiny_config
+
         config = tiny_config()
     else:
         from configs import sota
+
         config = sota.get_config()
     if dtype:
         config.model.dtype = dtype
@@ -99,31 +122,36 @@ def load_config(tiny: bool, dtype: str | None = None) -> Any:
 
 def make_optimizer() -> Any:
     """The pretraining optimizer (torch-style SGD + momentum + weight decay), warmup schedule."""
-    schedule = step.learning_rate_schedule(base_lr=0.01, warmup_start_lr=0.0, warmup_steps=100,
-                                           total_steps=10_000)
+    schedule = step.learning_rate_schedule(
+        base_lr=0.01, warmup_start_lr=0.0, warmup_steps=100, total_steps=10_000
+    )
     return step.make_optimizer(schedule)
 
 
 def new_model(config: Any, seed: int = 0) -> nnx.Module:
-    return build_model(config.model, config.crops, axis_name=step.MESH_AXIS,
-                       rngs=nnx.Rngs(seed))
+    return build_model(config.model, config.crops, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(seed))
 
 
 def abstract_train_state(config: Any, optimizer: Any) -> tuple[nnx.GraphDef, step.TrainState]:
     """Graph definition and a shape-only `TrainState` (nothing allocated)."""
     model = nnx.eval_shape(lambda: new_model(config))
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graphdef, step.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
-                                     batch_stats=batch_stats,
-                                     opt_state=jax.eval_shape(optimizer.init, params))
+    return graphdef, step.TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=jax.eval_shape(optimizer.init, params),
+    )
 
 
 def abstract_batch(config: Any, global_batch: int) -> dict[str, jax.ShapeDtypeStruct]:
     video, audio = input_shapes(config.input, global_batch)
-    return {"video1": jax.ShapeDtypeStruct(video, jnp.float32),
-            "video2": jax.ShapeDtypeStruct(video, jnp.float32),
-            "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
-            "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32)}
+    return {
+        "video1": jax.ShapeDtypeStruct(video, jnp.float32),
+        "video2": jax.ShapeDtypeStruct(video, jnp.float32),
+        "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
+        "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32),
+    }
 
 
 def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> dict[str, int]:
@@ -137,11 +165,17 @@ def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> di
     batch = abstract_batch(config, per_device_batch * mesh.size)
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
     loss_config = step.LossConfig.from_config(config.loss)
-    forward = jax.shard_map(step.make_loss_fn(graphdef, loss_config), mesh=mesh,
-                            in_specs=(P(), P(), P(step.MESH_AXIS), P()), out_specs=P())
+    forward = jax.shard_map(
+        step.make_loss_fn(graphdef, loss_config),
+        mesh=mesh,
+        in_specs=(P(), P(), P(step.MESH_AXIS), P()),
+        out_specs=P(),
+    )
     train_step = step.make_train_step(graphdef, optimizer, loss_config, mesh)
-    return {"forward": count_macs(forward, state.params, state.batch_stats, batch, key),
-            "train_step": count_macs(train_step, state, batch, key)}
+    return {
+        "forward": count_macs(forward, state.params, state.batch_stats, batch, key),
+        "train_step": count_macs(train_step, state, batch, key),
+    }
 
 
 def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -153,20 +187,33 @@ def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, 
     def sample(shape):
         x = rng.standard_normal(shape, dtype=np.float32)
         x *= rng.uniform(0.5, 1.5, (shape[0],) + (1,) * (len(shape) - 1)).astype(np.float32)
-        x += rng.standard_normal((shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],),
-                                 dtype=np.float32)
+        x += rng.standard_normal(
+            (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],), dtype=np.float32
+        )
         return x
 
-    return {"video1": sample(video_shape), "video2": sample(video_shape),
-            "audio": sample(audio_shape), "index": np.arange(global_batch, dtype=np.int32)}
+    return {
+        "video1": sample(video_shape),
+        "video2": sample(video_shape),
+        "audio": sample(audio_shape),
+        "index": np.arange(global_batch, dtype=np.int32),
+    }
 
 
 def is_oom(error: BaseException) -> bool:
     if isinstance(error, MemoryError):
         return True
     text = str(error)
-    return any(s in text for s in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory",
-                                   "OutOfMemory", "OOM when allocating"))
+    return any(
+        s in text
+        for s in (
+            "RESOURCE_EXHAUSTED",
+            "Out of memory",
+            "out of memory",
+            "OutOfMemory",
+            "OOM when allocating",
+        )
+    )
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
@@ -192,22 +239,32 @@ def _xla_flops(compiled: Any) -> float | None:
         return None
 
 
-def run_batch_size(config: Any, host_state: step.TrainState, graphdef: nnx.GraphDef,
-                   optimizer: Any, mesh: jax.sharding.Mesh, per_device_batch: int,
-                   args: argparse.Namespace, macs: dict[str, int]) -> dict[str, Any]:
+def run_batch_size(
+    config: Any,
+    host_state: step.TrainState,
+    graphdef: nnx.GraphDef,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+    per_device_batch: int,
+    args: argparse.Namespace,
+    macs: dict[str, int],
+) -> dict[str, Any]:
     """Compile, warm up and time the train step at one per-device batch size."""
     global_batch = per_device_batch * mesh.size
     replicated = NamedSharding(mesh, P())
-    batch = jax.device_put(synthetic_batch(config, global_batch, args.seed),
-                           step.batch_sharding(mesh))
+    batch = jax.device_put(
+        synthetic_batch(config, global_batch, args.seed), step.batch_sharding(mesh)
+    )
     state = jax.device_put(host_state, replicated)
-    keys = jax.device_put(jax.random.split(jax.random.key(args.seed), args.warmup + args.steps),
-                          replicated)
+    keys = jax.device_put(
+        jax.random.split(jax.random.key(args.seed), args.warmup + args.steps), replicated
+    )
     keys = [keys[i] for i in range(args.warmup + args.steps)]
     jax.block_until_ready((batch, state, keys))
 
-    train_step = step.make_train_step(graphdef, optimizer,
-                                      step.LossConfig.from_config(config.loss), mesh)
+    train_step = step.make_train_step(
+        graphdef, optimizer, step.LossConfig.from_config(config.loss), mesh
+    )
     start = time.perf_counter()
     compiled = train_step.lower(state, batch, keys[0]).compile()
     compile_s = time.perf_counter() - start
@@ -228,13 +285,20 @@ def run_batch_size(config: Any, host_state: step.TrainState, graphdef: nnx.Graph
     losses = [float(m["loss"]) for m in metrics]
     grad_norms = [float(m["grad_norm"]) for m in metrics]
     finite = all(float(m["finite"]) == 1.0 for m in metrics) and bool(
-        np.all(np.isfinite(losses)) and np.all(np.isfinite(grad_norms)))
+        np.all(np.isfinite(losses)) and np.all(np.isfinite(grad_norms))
+    )
     step_s = seconds / args.steps
     peak = args.peak_tflops * 1e12
     result = {
-        "batch_per_device": per_device_batch, "global_batch": global_batch,
-        "devices": mesh.size, "status": "ok", "steps": args.steps, "warmup": args.warmup,
-        "compile_s": compile_s, "step_ms": 1e3 * step_s, "clips_per_s": global_batch / step_s,
+        "batch_per_device": per_device_batch,
+        "global_batch": global_batch,
+        "devices": mesh.size,
+        "status": "ok",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "compile_s": compile_s,
+        "step_ms": 1e3 * step_s,
+        "clips_per_s": global_batch / step_s,
         "macs_forward_per_device": macs["forward"],
         "macs_train_step_per_device": macs["train_step"],
         "tflops_per_s_per_device": 2 * macs["train_step"] / step_s / 1e12,
@@ -242,7 +306,9 @@ def run_batch_size(config: Any, host_state: step.TrainState, graphdef: nnx.Graph
         "mfu_traced": 2 * macs["train_step"] / step_s / peak,
         "xla_flops_per_device": _xla_flops(compiled),
         "peak_memory_gib": _peak_memory_gib(list(mesh.devices.flat)),
-        "loss_first": losses[0], "loss": losses[-1], "grad_norm": grad_norms[-1],
+        "loss_first": losses[0],
+        "loss": losses[-1],
+        "grad_norm": grad_norms[-1],
         "finite": finite,
     }
     del state, batch, metrics, compiled
@@ -254,13 +320,15 @@ def format_result(r: dict[str, Any]) -> str:
     if r["status"] != "ok":
         return f"{head} {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
     mem = "" if r["peak_memory_gib"] is None else f" peak_mem_GiB={r['peak_memory_gib']:.1f}"
-    return (f"{head} global_batch={r['global_batch']} clips/s={r['clips_per_s']:.2f} "
-            f"step_ms={r['step_ms']:.2f} MFU={100 * r['mfu']:.3g}% "
-            f"MFU_traced={100 * r['mfu_traced']:.3g}% "
-            f"TFLOP/s/device={r['tflops_per_s_per_device']:.3g} "
-            f"GFLOP/step/device={2 * r['macs_train_step_per_device'] / 1e9:.4g} compile_s={r['compile_s']:.1f} "
-            f"loss={r['loss']:.4f} grad_norm={r['grad_norm']:.4g} "
-            f"finite={'yes' if r['finite'] else 'NO'}{mem}")
+    return (
+        f"{head} global_batch={r['global_batch']} clips/s={r['clips_per_s']:.2f} "
+        f"step_ms={r['step_ms']:.2f} MFU={100 * r['mfu']:.3g}% "
+        f"MFU_traced={100 * r['mfu_traced']:.3g}% "
+        f"TFLOP/s/device={r['tflops_per_s_per_device']:.3g} "
+        f"GFLOP/step/device={2 * r['macs_train_step_per_device'] / 1e9:.4g} compile_s={r['compile_s']:.1f} "
+        f"loss={r['loss']:.4f} grad_norm={r['grad_norm']:.4g} "
+        f"finite={'yes' if r['finite'] else 'NO'}{mem}"
+    )
 
 
 def _host_cpu() -> jax.Device | None:
@@ -287,23 +355,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     t_start = time.perf_counter()
-    devices = jax.devices()[:args.devices] if args.devices else jax.devices()
+    devices = jax.devices()[: args.devices] if args.devices else jax.devices()
     mesh = step.make_mesh(devices)
     config = load_config(args.tiny, args.dtype)
     name = "tiny" if args.tiny else "sota"
     video_shape, audio_shape = input_shapes(config.input, 1)
-    print(f"train_step benchmark: config={name} dtype={config.model.dtype} "
-          f"video={video_shape[1:]} audio={audio_shape[1:]} devices={len(devices)}x "
-          f"{devices[0].device_kind} ({devices[0].platform}) jax={jax.__version__} "
-          f"steps={args.steps} warmup={args.warmup} peak={args.peak_tflops:g} TFLOP/s/device",
-          flush=True)
-    print("FLOPs = 2 x MACs of convolutions and matrix products per device; "
-          "MFU = 3 x forward FLOPs (fwd+bwd ~ 3x fwd); MFU_traced = traced fwd+bwd FLOPs",
-          flush=True)
+    print(
+        f"train_step benchmark: config={name} dtype={config.model.dtype} "
+        f"video={video_shape[1:]} audio={audio_shape[1:]} devices={len(devices)}x "
+        f"{devices[0].device_kind} ({devices[0].platform}) jax={jax.__version__} "
+        f"steps={args.steps} warmup={args.warmup} peak={args.peak_tflops:g} TFLOP/s/device",
+        flush=True,
+    )
+    print(
+        "FLOPs = 2 x MACs of convolutions and matrix products per device; "
+        "MFU = 3 x forward FLOPs (fwd+bwd ~ 3x fwd); MFU_traced = traced fwd+bwd FLOPs",
+        flush=True,
+    )
 
-    header = {"config": name, "dtype": config.model.dtype, "device_kind": devices[0].device_kind,
-              "platform": devices[0].platform, "devices": len(devices), "jax": jax.__version__,
-              "peak_tflops": args.peak_tflops, "steps": args.steps, "warmup": args.warmup}
+    header = {
+        "config": name,
+        "dtype": config.model.dtype,
+        "device_kind": devices[0].device_kind,
+        "platform": devices[0].platform,
+        "devices": len(devices),
+        "jax": jax.__version__,
+        "peak_tflops": args.peak_tflops,
+        "steps": args.steps,
+        "warmup": args.warmup,
+    }
     optimizer = make_optimizer()
     # Initialised op by op on the host CPU (fast there; on a GPU each op would compile), then
     # kept as numpy: every batch size gets a fresh replicated copy (the step donates it).
@@ -315,8 +395,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for b in args.batch_sizes:
         start = time.perf_counter()
         elapsed = start - t_start
-        if stop_reason is None and args.time_budget_s and previous_s and (
-                elapsed + 1.5 * previous_s > args.time_budget_s):
+        if (
+            stop_reason is None
+            and args.time_budget_s
+            and previous_s
+            and (elapsed + 1.5 * previous_s > args.time_budget_s)
+        ):
             stop_reason = "skipped (time budget)"
         if stop_reason is not None:
             r = {"batch_per_device": b, "status": stop_reason}
@@ -340,21 +424,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_json(args.json, dict(header, results=results, ok=None, summary=None))
 
     done = [r for r in results if r["status"] == "ok"]
-    ok = bool(done) and all(r["finite"] for r in done) and not any(
-        r["status"] == "ERROR" for r in results)
+    ok = (
+        bool(done)
+        and all(r["finite"] for r in done)
+        and not any(r["status"] == "ERROR" for r in results)
+    )
     best = max(done, key=lambda r: r["clips_per_s"]) if done else None
     oom = [r["batch_per_device"] for r in results if r["status"] == "OOM"]
-    summary = (f"summary: config={name} dtype={config.model.dtype} devices={len(devices)}x "
-               f"{devices[0].device_kind} ")
+    summary = (
+        f"summary: config={name} dtype={config.model.dtype} devices={len(devices)}x "
+        f"{devices[0].device_kind} "
+    )
     if best:
-        summary += (f"best clips/s={best['clips_per_s']:.2f} "
-                    f"({best['clips_per_s'] / len(devices):.2f}/device) at "
-                    f"batch/device={best['batch_per_device']} step_ms={best['step_ms']:.2f} "
-                    f"MFU={100 * best['mfu']:.3g}% MFU_traced={100 * best['mfu_traced']:.3g}% ")
+        summary += (
+            f"best clips/s={best['clips_per_s']:.2f} "
+            f"({best['clips_per_s'] / len(devices):.2f}/device) at "
+            f"batch/device={best['batch_per_device']} step_ms={best['step_ms']:.2f} "
+            f"MFU={100 * best['mfu']:.3g}% MFU_traced={100 * best['mfu_traced']:.3g}% "
+        )
     else:
         summary += "no batch size ran "
-    summary += (f"ran={[r['batch_per_device'] for r in done]} oom={oom} "
-                f"total_s={time.perf_counter() - t_start:.1f} {'OK' if ok else 'FAILED'}")
+    summary += (
+        f"ran={[r['batch_per_device'] for r in done]} oom={oom} "
+        f"total_s={time.perf_counter() - t_start:.1f} {'OK' if ok else 'FAILED'}"
+    )
     print(summary, flush=True)
 
     out = dict(header, results=results, ok=ok, summary=summary)

@@ -14,7 +14,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.video_widths = (64, 128, 256, 512)  # R(2+1)D-18 stages (spec §1)
     config.model.video_depths = (2, 2, 2, 2)  # 2 BasicBlocks per stage (spec §1)
-    config.model.audio_widths = (64, 128, 256, 512)  # ResNet-9 = ResNet BasicBlock [1,1,1,1] (spec §2)
+    config.model.audio_widths = (
+        64,
+        128,
+        256,
+        512,
+    )  # ResNet-9 = ResNet BasicBlock [1,1,1,1] (spec §2)
     config.model.pooling = "transformer"  # SOTA uses transformer temporal pooling (seed §6.1.1)
     config.model.transformer = ml_collections.ConfigDict()
     config.model.transformer.num_layers = 2  # "2-layer transformer" (seed §6.2)

@@ -26,7 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.eval.method = "classifier"  # top-1 of the classifier itself (spec §10 protocol)
     config.eval.dataset = "stica_kinetics400"  # evaluate on Kinetics-400 itself (decision)
-    config.eval.test_split = "validation"  # the split K-400 results are usually reported on (decision)
+    config.eval.test_split = (
+        "validation"  # the split K-400 results are usually reported on (decision)
+    )
     config.eval.clips = 10  # 10 clips × 3 crops, logits averaged (spec §10)
     config.eval.crops = 3  # spec §10
     config.eval.modalities = ("video",)  # a video classifier

@@ -18,5 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.enabled = True  # Table 8 row "Fm-Crop ✓" (seed §7.3)
     c.space_large, c.n_space_large = 6, 2  # "2 medium" space crops, 6×6 of 7×7 (seed §7.3, §6.1.1)
     c.space_small, c.n_space_small = 4, 2  # "2 small" space crops, 4×4 (seed §7.3, §6.1.1)
-    c.n_time_large, c.n_time_small = 0, 0  # "latent space crops" only: no temporal crops (seed §7.3)
+    c.n_time_large, c.n_time_small = (
+        0,
+        0,
+    )  # "latent space crops" only: no temporal crops (seed §7.3)
     return config

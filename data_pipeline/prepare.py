@@ -30,75 +30,91 @@ from data_pipeline import decode_cache
 
 @dataclasses.dataclass
 class PreparationReport:
-  """What a `prepare` call did."""
+    """What a `prepare` call did."""
 
-  decoded_now: int = 0  # files decoded by this call (0 when everything was cached)
-  examples: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # config → split → count
-  skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason → files
-  report_files: list[str] = dataclasses.field(default_factory=list)
+    decoded_now: int = 0  # files decoded by this call (0 when everything was cached)
+    examples: dict[str, dict[str, int]] = dataclasses.field(
+        default_factory=dict
+    )  # config → split → count
+    skipped: collections.Counter = dataclasses.field(
+        default_factory=collections.Counter
+    )  # reason → files
+    report_files: list[str] = dataclasses.field(default_factory=list)
 
 
-def _builders(name: str, data_dir: str, config: str | None, short_side: int | None, min_seconds: float | None):
-  from data_pipeline.builders import BUILDERS
+def _builders(
+    name: str, data_dir: str, config: str | None, short_side: int | None, min_seconds: float | None
+):
+    from data_pipeline.builders import BUILDERS
 
-  builder_class = BUILDERS[name]
-  builders = []
-  for builder_config in builder_class.BUILDER_CONFIGS:
-    if config and builder_config.name != config:
-      continue
-    overrides = {}
-    if short_side is not None and short_side != builder_config.decode.short_side:
-      overrides["short_side"] = short_side
-    if min_seconds is not None and min_seconds != builder_config.decode.min_seconds:
-      overrides["min_seconds"] = min_seconds
-    if overrides:
-      suffix = "_".join(f"{key}{value:g}" for key, value in overrides.items())
-      builder_config = dataclasses.replace(
-          builder_config, name=f"{builder_config.name}_{suffix}", decode=dataclasses.replace(builder_config.decode, **overrides)
-      )
-    builders.append(builder_class(data_dir=data_dir, config=builder_config))
-  if not builders:
-    raise ValueError(f"{name} has no config {config!r}")
-  return builders
+    builder_class = BUILDERS[name]
+    builders = []
+    for builder_config in builder_class.BUILDER_CONFIGS:
+        if config and builder_config.name != config:
+            continue
+        overrides = {}
+        if short_side is not None and short_side != builder_config.decode.short_side:
+            overrides["short_side"] = short_side
+        if min_seconds is not None and min_seconds != builder_config.decode.min_seconds:
+            overrides["min_seconds"] = min_seconds
+        if overrides:
+            suffix = "_".join(f"{key}{value:g}" for key, value in overrides.items())
+            builder_config = dataclasses.replace(
+                builder_config,
+                name=f"{builder_config.name}_{suffix}",
+                decode=dataclasses.replace(builder_config.decode, **overrides),
+            )
+        builders.append(builder_class(data_dir=data_dir, config=builder_config))
+    if not builders:
+        raise ValueError(f"{name} has no config {config!r}")
+    return builders
 
 
 def _decode_all(jobs: list[tuple[str, decode_cache.CacheEntry]], settings, num_workers: int) -> int:
-  """Decodes the not-yet-cached `jobs` (source path, cache entry); returns how many."""
-  from tqdm import tqdm
+    """Decodes the not-yet-cached `jobs` (source path, cache entry); returns how many."""
+    from tqdm import tqdm
 
-  pending = [(path, entry) for path, entry in jobs if not entry.is_done()]
-  print(f"{len(jobs)} files, {len(jobs) - len(pending)} already decoded, {len(pending)} to decode "
-        f"with {num_workers} worker(s).", flush=True)
-  if not pending:
-    return 0
-  progress = tqdm(total=len(pending), unit="file", smoothing=0.05, dynamic_ncols=True)
-  if num_workers <= 1:
-    for path, entry in pending:
-      decode_cache.decode_into_cache(path, entry, settings)
-      progress.update()
-  else:
-    # spawn: the parent has TensorFlow's threads; forking them is unsafe.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
-      futures = [pool.submit(decode_cache.decode_into_cache, path, entry, settings) for path, entry in pending]
-      for future in concurrent.futures.as_completed(futures):
-        future.result()
-        progress.update()
-  progress.close()
-  return len(pending)
+    pending = [(path, entry) for path, entry in jobs if not entry.is_done()]
+    print(
+        f"{len(jobs)} files, {len(jobs) - len(pending)} already decoded, {len(pending)} to decode "
+        f"with {num_workers} worker(s).",
+        flush=True,
+    )
+    if not pending:
+        return 0
+    progress = tqdm(total=len(pending), unit="file", smoothing=0.05, dynamic_ncols=True)
+    if num_workers <= 1:
+        for path, entry in pending:
+            decode_cache.decode_into_cache(path, entry, settings)
+            progress.update()
+    else:
+        # spawn: the parent has TensorFlow's threads; forking them is unsafe.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
+            futures = [
+                pool.submit(decode_cache.decode_into_cache, path, entry, settings)
+                for path, entry in pending
+            ]
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+                progress.update()
+    progress.close()
+    return len(pending)
 
 
 def _write_skip_report(builder, splits, report: PreparationReport) -> None:
-  from data_pipeline.media_builder import skipped_items
+    from data_pipeline.media_builder import skipped_items
 
-  rows = skipped_items(builder, splits)
-  path = os.path.join(os.fspath(builder.data_dir), "skipped_files.tsv")
-  with open(path, "w") as file:
-    file.write("split\tfile\treason\tdetail\n")
-    for split, key, reason, detail in rows:
-      file.write(f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n")
-  report.report_files.append(path)
-  report.skipped.update(reason for _, _, reason, _ in rows)
+    rows = skipped_items(builder, splits)
+    path = os.path.join(os.fspath(builder.data_dir), "skipped_files.tsv")
+    with open(path, "w") as file:
+        file.write("split\tfile\treason\tdetail\n")
+        for split, key, reason, detail in rows:
+            file.write(
+                f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n"
+            )
+    report.report_files.append(path)
+    report.skipped.update(reason for _, _, reason, _ in rows)
 
 
 def prepare(
@@ -113,66 +129,99 @@ def prepare(
     short_side: int | None = None,
     min_seconds: float | None = None,
 ) -> PreparationReport:
-  """Prepares dataset `name` (every config, or `config`); see the module docstring."""
-  import tensorflow_datasets as tfds
+    """Prepares dataset `name` (every config, or `config`); see the module docstring."""
+    import tensorflow_datasets as tfds
 
-  report = PreparationReport()
-  if name == "av_digits":
-    from data_pipeline import av_digits
+    report = PreparationReport()
+    if name == "av_digits":
+        from data_pipeline import av_digits
 
-    builder = av_digits.ensure_prepared(data_dir)
-    report.examples["default"] = {split: info.num_examples for split, info in builder.info.splits.items()}
+        builder = av_digits.ensure_prepared(data_dir)
+        report.examples["default"] = {
+            split: info.num_examples for split, info in builder.info.splits.items()
+        }
+        return report
+
+    builders = _builders(name, data_dir, config, short_side, min_seconds)
+    all_splits = [builder.list_media(manual_dir) for builder in builders]
+    # Folds list the same files: decode each once, shared through the cache.
+    jobs = {}
+    for builder, splits in zip(builders, all_splits):
+        for items in splits.values():
+            for item in items:
+                jobs.setdefault(item.key, (item.path, builder.cache_entry(item)))
+    ordered = [jobs[key] for key in sorted(jobs)]
+    report.decoded_now = _decode_all(
+        ordered[shard_index::num_shards],
+        builders[0].decode_settings,
+        num_workers or os.cpu_count() or 1,
+    )
+    if num_shards > 1:
+        print(
+            f"Shard {shard_index}/{num_shards} decoded. Once every shard is done, run again without "
+            "--num_shards to write the dataset.",
+            flush=True,
+        )
+        return report
+
+    for builder, splits in zip(builders, all_splits):
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        )
+        report.examples[builder.builder_config.name] = {
+            split: info.num_examples for split, info in builder.info.splits.items()
+        }
+        _write_skip_report(builder, splits, report)
+    print(f"Prepared {name}: {report.examples}")
+    print(
+        f"Skipped files: {sum(report.skipped.values())} "
+        + ", ".join(f"{reason}={count}" for reason, count in sorted(report.skipped.items()))
+    )
+    for path in report.report_files:
+        print(f"  listed in {path}")
     return report
-
-  builders = _builders(name, data_dir, config, short_side, min_seconds)
-  all_splits = [builder.list_media(manual_dir) for builder in builders]
-  # Folds list the same files: decode each once, shared through the cache.
-  jobs = {}
-  for builder, splits in zip(builders, all_splits):
-    for items in splits.values():
-      for item in items:
-        jobs.setdefault(item.key, (item.path, builder.cache_entry(item)))
-  ordered = [jobs[key] for key in sorted(jobs)]
-  report.decoded_now = _decode_all(ordered[shard_index::num_shards], builders[0].decode_settings, num_workers or os.cpu_count() or 1)
-  if num_shards > 1:
-    print(f"Shard {shard_index}/{num_shards} decoded. Once every shard is done, run again without "
-          "--num_shards to write the dataset.", flush=True)
-    return report
-
-  for builder, splits in zip(builders, all_splits):
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    report.examples[builder.builder_config.name] = {split: info.num_examples for split, info in builder.info.splits.items()}
-    _write_skip_report(builder, splits, report)
-  print(f"Prepared {name}: {report.examples}")
-  print(f"Skipped files: {sum(report.skipped.values())} "
-        + ", ".join(f"{reason}={count}" for reason, count in sorted(report.skipped.items())))
-  for path in report.report_files:
-    print(f"  listed in {path}")
-  return report
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("name", choices=["kinetics400", "ucf101", "hmdb51", "esc50", "dcase2014", "av_digits"])
-  parser.add_argument("--manual_dir", help="where the raw media were downloaded by hand")
-  parser.add_argument("--data_dir", required=True, help="the TFDS data dir to write into")
-  parser.add_argument("--config", help="only this config (e.g. fold1); default: all")
-  parser.add_argument("--num_workers", type=int, default=None, help="decode processes (default: every CPU core)")
-  parser.add_argument("--shard_index", type=int, default=0)
-  parser.add_argument("--num_shards", type=int, default=1, help="split the decoding over machines")
-  parser.add_argument("--short_side", type=int, default=None, help="stored frame short side (default 128)")
-  parser.add_argument("--min_seconds", type=float, default=None, help="skip media shorter than this")
-  args = parser.parse_args(argv)
-  if args.name != "av_digits" and not args.manual_dir:
-    parser.error(f"{args.name} needs --manual_dir")
-  if not 0 <= args.shard_index < args.num_shards:
-    parser.error("need 0 <= shard_index < num_shards")
-  prepare(
-      args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, config=args.config,
-      num_workers=args.num_workers, shard_index=args.shard_index, num_shards=args.num_shards,
-      short_side=args.short_side, min_seconds=args.min_seconds,
-  )
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "name", choices=["kinetics400", "ucf101", "hmdb51", "esc50", "dcase2014", "av_digits"]
+    )
+    parser.add_argument("--manual_dir", help="where the raw media were downloaded by hand")
+    parser.add_argument("--data_dir", required=True, help="the TFDS data dir to write into")
+    parser.add_argument("--config", help="only this config (e.g. fold1); default: all")
+    parser.add_argument(
+        "--num_workers", type=int, default=None, help="decode processes (default: every CPU core)"
+    )
+    parser.add_argument("--shard_index", type=int, default=0)
+    parser.add_argument(
+        "--num_shards", type=int, default=1, help="split the decoding over machines"
+    )
+    parser.add_argument(
+        "--short_side", type=int, default=None, help="stored frame short side (default 128)"
+    )
+    parser.add_argument(
+        "--min_seconds", type=float, default=None, help="skip media shorter than this"
+    )
+    args = parser.parse_args(argv)
+    if args.name != "av_digits" and not args.manual_dir:
+        parser.error(f"{args.name} needs --manual_dir")
+    if not 0 <= args.shard_index < args.num_shards:
+        parser.error("need 0 <= shard_index < num_shards")
+    prepare(
+        args.name,
+        manual_dir=args.manual_dir,
+        data_dir=args.data_dir,
+        config=args.config,
+        num_workers=args.num_workers,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+        short_side=args.short_side,
+        min_seconds=args.min_seconds,
+    )
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+    main(sys.argv[1:])

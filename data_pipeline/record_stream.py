@@ -22,79 +22,91 @@ from data_pipeline.tensorflow_cpu import tf
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-  """Records `[skip, skip + take)` of file `file_index`."""
+    """Records `[skip, skip + take)` of file `file_index`."""
 
-  file_index: int
-  skip: int
-  take: int
+    file_index: int
+    skip: int
+    take: int
 
 
 @dataclasses.dataclass(frozen=True)
 class HostRecords:
-  """The chunks one host reads; `filenames` is shared by every host."""
+    """The chunks one host reads; `filenames` is shared by every host."""
 
-  filenames: tuple[str, ...]
-  chunks: tuple[Chunk, ...]
+    filenames: tuple[str, ...]
+    chunks: tuple[Chunk, ...]
 
-  @property
-  def num_records(self) -> int:
-    return sum(chunk.take for chunk in self.chunks)
+    @property
+    def num_records(self) -> int:
+        return sum(chunk.take for chunk in self.chunks)
 
 
-def host_records(file_instructions, *, chunk_size: int, process_index: int, process_count: int) -> HostRecords:
-  """Chunks of this host from TFDS `file_instructions` (of a split, or split expression).
+def host_records(
+    file_instructions, *, chunk_size: int, process_index: int, process_count: int
+) -> HostRecords:
+    """Chunks of this host from TFDS `file_instructions` (of a split, or split expression).
 
-  Raises:
-    ValueError: when the split has fewer chunks than hosts (some host would read nothing).
-  """
-  filenames, chunks = [], []
-  for instruction in file_instructions:
-    if not instruction.take:
-      continue
-    filenames.append(instruction.filename)
-    for start in range(0, instruction.take, chunk_size):
-      take = min(chunk_size, instruction.take - start)
-      chunks.append(Chunk(len(filenames) - 1, instruction.skip + start, take))
-  if len(chunks) < process_count:
-    raise ValueError(
-        f"{len(chunks)} chunks of <= {chunk_size} records cannot feed {process_count} hosts; "
-        "lower `chunk_size` or use a larger split."
+    Raises:
+      ValueError: when the split has fewer chunks than hosts (some host would read nothing).
+    """
+    filenames, chunks = [], []
+    for instruction in file_instructions:
+        if not instruction.take:
+            continue
+        filenames.append(instruction.filename)
+        for start in range(0, instruction.take, chunk_size):
+            take = min(chunk_size, instruction.take - start)
+            chunks.append(Chunk(len(filenames) - 1, instruction.skip + start, take))
+    if len(chunks) < process_count:
+        raise ValueError(
+            f"{len(chunks)} chunks of <= {chunk_size} records cannot feed {process_count} hosts; "
+            "lower `chunk_size` or use a larger split."
+        )
+    return HostRecords(tuple(filenames), tuple(chunks[process_index::process_count]))
+
+
+def epoch_groups(
+    records: HostRecords, *, seed: int, process_index: int, epoch: int, group_size: int
+) -> list[list[Chunk]]:
+    """The host's chunks of `epoch` in their random order, `group_size` per group."""
+    order = np.random.default_rng([seed, process_index, epoch, 0x5EED]).permutation(
+        len(records.chunks)
     )
-  return HostRecords(tuple(filenames), tuple(chunks[process_index::process_count]))
-
-
-def epoch_groups(records: HostRecords, *, seed: int, process_index: int, epoch: int, group_size: int) -> list[list[Chunk]]:
-  """The host's chunks of `epoch` in their random order, `group_size` per group."""
-  order = np.random.default_rng([seed, process_index, epoch, 0x5EED]).permutation(len(records.chunks))
-  chunks = [records.chunks[i] for i in order]
-  return [chunks[start:start + group_size] for start in range(0, len(chunks), group_size)]
+    chunks = [records.chunks[i] for i in order]
+    return [chunks[start : start + group_size] for start in range(0, len(chunks), group_size)]
 
 
 def _read_chunks(filenames: tf.Tensor, group_size: int, deterministic: bool = True):
-  """Maps a group (file_index, skip, take `[G]` each) to its records, interleaved round-robin."""
+    """Maps a group (file_index, skip, take `[G]` each) to its records, interleaved round-robin."""
 
-  def read_chunk(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(tf.gather(filenames, file_index), buffer_size=1 << 20).skip(skip).take(take)
+    def read_chunk(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
+        return (
+            tf.data.TFRecordDataset(tf.gather(filenames, file_index), buffer_size=1 << 20)
+            .skip(skip)
+            .take(take)
+        )
 
-  def read_group(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((file_index, skip, take)).interleave(
-        read_chunk,
-        cycle_length=group_size,
-        block_length=1,
-        num_parallel_calls=group_size,
-        deterministic=deterministic,
-    )
+    def read_group(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices((file_index, skip, take)).interleave(
+            read_chunk,
+            cycle_length=group_size,
+            block_length=1,
+            num_parallel_calls=group_size,
+            deterministic=deterministic,
+        )
 
-  return read_group
+    return read_group
 
 
-def _groups_as_arrays(groups: list[list[Chunk]]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  for group in groups:
-    yield (
-        np.array([c.file_index for c in group], np.int64),
-        np.array([c.skip for c in group], np.int64),
-        np.array([c.take for c in group], np.int64),
-    )
+def _groups_as_arrays(
+    groups: list[list[Chunk]],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    for group in groups:
+        yield (
+            np.array([c.file_index for c in group], np.int64),
+            np.array([c.skip for c in group], np.int64),
+            np.array([c.take for c in group], np.int64),
+        )
 
 
 _GROUP_SIGNATURE = tuple(tf.TensorSpec([None], tf.int64) for _ in range(3))
@@ -103,47 +115,60 @@ _GROUP_SIGNATURE = tuple(tf.TensorSpec([None], tf.int64) for _ in range(3))
 def training_records(
     records: HostRecords, *, seed: int, process_index: int, group_size: int, start_position: int = 0
 ) -> tf.data.Dataset:
-  """The host's endless, shuffled stream of serialized records, from element `start_position`.
+    """The host's endless, shuffled stream of serialized records, from element `start_position`.
 
-  Returns:
-    `tf.data.Dataset` of scalar tf.string; element i equals element `start_position + i` of the
-    stream started at 0.
-  """
-  epoch_size = records.num_records
-  start_epoch, position_in_epoch = divmod(start_position, epoch_size)
-  first_groups = epoch_groups(records, seed=seed, process_index=process_index, epoch=start_epoch, group_size=group_size)
-  skip_groups = 0
-  for group in first_groups:
-    size = sum(chunk.take for chunk in group)
-    if position_in_epoch < size:
-      break
-    position_in_epoch -= size
-    skip_groups += 1
+    Returns:
+      `tf.data.Dataset` of scalar tf.string; element i equals element `start_position + i` of the
+      stream started at 0.
+    """
+    epoch_size = records.num_records
+    start_epoch, position_in_epoch = divmod(start_position, epoch_size)
+    first_groups = epoch_groups(
+        records, seed=seed, process_index=process_index, epoch=start_epoch, group_size=group_size
+    )
+    skip_groups = 0
+    for group in first_groups:
+        size = sum(chunk.take for chunk in group)
+        if position_in_epoch < size:
+            break
+        position_in_epoch -= size
+        skip_groups += 1
 
-  def schedule() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    yield from _groups_as_arrays(first_groups[skip_groups:])
-    epoch = start_epoch + 1
-    while True:
-      yield from _groups_as_arrays(
-          epoch_groups(records, seed=seed, process_index=process_index, epoch=epoch, group_size=group_size)
-      )
-      epoch += 1
+    def schedule() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        yield from _groups_as_arrays(first_groups[skip_groups:])
+        epoch = start_epoch + 1
+        while True:
+            yield from _groups_as_arrays(
+                epoch_groups(
+                    records,
+                    seed=seed,
+                    process_index=process_index,
+                    epoch=epoch,
+                    group_size=group_size,
+                )
+            )
+            epoch += 1
 
-  filenames = tf.constant(records.filenames)
-  groups = tf.data.Dataset.from_generator(schedule, output_signature=_GROUP_SIGNATURE)
-  return groups.flat_map(_read_chunks(filenames, group_size)).skip(position_in_epoch)
+    filenames = tf.constant(records.filenames)
+    groups = tf.data.Dataset.from_generator(schedule, output_signature=_GROUP_SIGNATURE)
+    return groups.flat_map(_read_chunks(filenames, group_size)).skip(position_in_epoch)
 
 
 def single_pass_records(records: HostRecords, *, group_size: int) -> tf.data.Dataset:
-  """Every record of the host once, in stored order (evaluation)."""
-  groups = [list(records.chunks[start:start + group_size]) for start in range(0, len(records.chunks), group_size)]
-  filenames = tf.constant(records.filenames)
-  arrays = list(_groups_as_arrays(groups))
-  dataset = tf.data.Dataset.from_generator(lambda: iter(arrays), output_signature=_GROUP_SIGNATURE)
-  # Chunks one after another (no round-robin) keep the stored order, so eval outputs are
-  # listed in the order of `file_instructions`.
-  return dataset.flat_map(
-      lambda file_index, skip, take: tf.data.Dataset.from_tensor_slices((file_index, skip, take)).flat_map(
-          lambda f, s, t: tf.data.TFRecordDataset(tf.gather(filenames, f)).skip(s).take(t)
-      )
-  )
+    """Every record of the host once, in stored order (evaluation)."""
+    groups = [
+        list(records.chunks[start : start + group_size])
+        for start in range(0, len(records.chunks), group_size)
+    ]
+    filenames = tf.constant(records.filenames)
+    arrays = list(_groups_as_arrays(groups))
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(arrays), output_signature=_GROUP_SIGNATURE
+    )
+    # Chunks one after another (no round-robin) keep the stored order, so eval outputs are
+    # listed in the order of `file_instructions`.
+    return dataset.flat_map(
+        lambda file_index, skip, take: tf.data.Dataset.from_tensor_slices(
+            (file_index, skip, take)
+        ).flat_map(lambda f, s, t: tf.data.TFRecordDataset(tf.gather(filenames, f)).skip(s).take(t))
+    )

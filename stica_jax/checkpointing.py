@@ -17,8 +17,9 @@ from flax import nnx
 CONFIG_FILE = "config.json"
 
 
-def make_manager(workdir: str, *, keep: int = 3, every_steps: int = 1,
-                 async_save: bool = True) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: str, *, keep: int = 3, every_steps: int = 1, async_save: bool = True
+) -> ocp.CheckpointManager:
     """A manager of `workdir/checkpoints`: keeps the last `keep`, saves asynchronously.
 
     Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
@@ -26,8 +27,11 @@ def make_manager(workdir: str, *, keep: int = 3, every_steps: int = 1,
     `reached_preemption` syncs a preemption notice across hosts (orbax's sync point).
     """
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=every_steps,
-        enable_async_checkpointing=async_save, create=True)
+        max_to_keep=keep,
+        save_interval_steps=every_steps,
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
     return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options)
 
 
@@ -62,8 +66,9 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
 
 
-def restore_model(workdir: str, step: int | None = None
-                  ) -> tuple[ml_collections.ConfigDict, nnx.Module, int]:
+def restore_model(
+    workdir: str, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, nnx.Module, int]:
     """(config, model with the checkpoint's parameters and BatchNorm statistics, step).
 
     The model is in eval mode, built without a mesh axis (for inference and export).
@@ -76,11 +81,11 @@ def restore_model(workdir: str, step: int | None = None
     # slice, two hosts...): without a target sharding orbax insists on the saving devices.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract_state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state
+    )
     manager = make_manager(workdir, async_save=False)
     state, step = restore_state(manager, abstract_state, step)
     graphdef = nnx.graphdef(model)
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     model.eval()
     return config, model, int(step)
-

@@ -59,33 +59,43 @@ class CropConfig:
     def validate(self, map_shape: tuple[int, int, int] | None = None) -> None:
         """Raise ValueError naming the problem; `map_shape` is the map's (T', H', W')."""
         if not self.active_families():
-            raise ValueError("feature crops are enabled but every crop count is 0; "
-                             "disable crops (crops.enabled=False) or set a count > 0")
+            raise ValueError(
+                "feature crops are enabled but every crop count is 0; "
+                "disable crops (crops.enabled=False) or set a count > 0"
+            )
         for family in FAMILIES:
             (n_large, n_small), (large, small) = self.counts(family), self.sizes(family)
             if min(n_large, n_small) < 0:
                 raise ValueError(f"negative {family} crop count: {n_large}, {n_small}")
             if n_small > 0 and n_large == 0:
-                raise ValueError(f"{n_small} small {family} crops need at least one large "
-                                 f"{family} crop: small crops are contrasted with large ones")
+                raise ValueError(
+                    f"{n_small} small {family} crops need at least one large "
+                    f"{family} crop: small crops are contrasted with large ones"
+                )
             for n, size, kind in ((n_large, large, "large"), (n_small, small, "small")):
                 if n > 0 and size < 1:
                     raise ValueError(f"{family} {kind} crop size must be >= 1, got {size}")
         if map_shape is None:
             return
         t, h, w = map_shape
-        for n, size, kind in ((self.n_space_large, self.space_large, "large"),
-                              (self.n_space_small, self.space_small, "small")):
+        for n, size, kind in (
+            (self.n_space_large, self.space_large, "large"),
+            (self.n_space_small, self.space_small, "small"),
+        ):
             if n > 0 and (size > h or size > w):
                 raise ValueError(
                     f"{kind} spatial crop {size}×{size} is larger than the {h}×{w} feature map "
-                    f"it is cut from; use a larger input or smaller crops")
-        for n, size, kind in ((self.n_time_large, self.time_large, "large"),
-                              (self.n_time_small, self.time_small, "small")):
+                    f"it is cut from; use a larger input or smaller crops"
+                )
+        for n, size, kind in (
+            (self.n_time_large, self.time_large, "large"),
+            (self.n_time_small, self.time_small, "small"),
+        ):
             if n > 0 and size > t:
                 raise ValueError(
                     f"{kind} temporal crop of {size} steps is longer than the feature map's "
-                    f"T'={t}; use more frames or shorter temporal crops")
+                    f"T'={t}; use more frames or shorter temporal crops"
+                )
 
 
 def crop_key(sample_key: jax.Array, family: str, size: str) -> jax.Array:
@@ -93,16 +103,18 @@ def crop_key(sample_key: jax.Array, family: str, size: str) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(sample_key, _FAMILY_ID[family]), _SIZE_ID[size])
 
 
-def sample_offsets(key: jax.Array, count: int, extent: tuple[int, ...],
-                   window: tuple[int, ...]) -> jax.Array:
+def sample_offsets(
+    key: jax.Array, count: int, extent: tuple[int, ...], window: tuple[int, ...]
+) -> jax.Array:
     """`count` offsets `[count, len(extent)]`, each coordinate uniform in `0..extent-window`."""
     maxval = jnp.asarray(extent, jnp.int32) - jnp.asarray(window, jnp.int32) + 1  # exclusive
     # Explicit int32: the draws must not change with jax_enable_x64.
     return jax.random.randint(key, (count, len(extent)), 0, maxval, dtype=jnp.int32)
 
 
-def spatial_crops(fmap: jax.Array, keys: jax.Array, size: int, count: int
-                  ) -> tuple[jax.Array, jax.Array]:
+def spatial_crops(
+    fmap: jax.Array, keys: jax.Array, size: int, count: int
+) -> tuple[jax.Array, jax.Array]:
     """Square spatial crops of every sample.
 
     Args:
@@ -125,8 +137,9 @@ def spatial_crops(fmap: jax.Array, keys: jax.Array, size: int, count: int
     return crops, offsets
 
 
-def temporal_crops(fmap: jax.Array, keys: jax.Array, length: int, count: int
-                   ) -> tuple[jax.Array, jax.Array]:
+def temporal_crops(
+    fmap: jax.Array, keys: jax.Array, length: int, count: int
+) -> tuple[jax.Array, jax.Array]:
     """Temporal crops of every sample.
 
     Args:
@@ -147,8 +160,9 @@ def temporal_crops(fmap: jax.Array, keys: jax.Array, length: int, count: int
     return crops, offsets
 
 
-def feature_crops(fmap: jax.Array, sample_keys: jax.Array, config: CropConfig, *,
-                  with_small: bool = True) -> dict[str, dict[str, jax.Array]]:
+def feature_crops(
+    fmap: jax.Array, sample_keys: jax.Array, config: CropConfig, *, with_small: bool = True
+) -> dict[str, dict[str, jax.Array]]:
     """All configured crops of one view.
 
     Args:

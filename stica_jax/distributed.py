@@ -11,8 +11,11 @@ def on_cloud_tpu_pod() -> bool:
     return "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ["TPU_WORKER_HOSTNAMES"]
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
     """`jax.distributed.initialize` when running multi-host; a no-op on a single host.
 
     Explicit arguments (GPU clusters, local multi-process tests) take precedence; a Cloud TPU
@@ -30,5 +33,4 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     else:
         jax.distributed.initialize()
-    logging.info("joined the cluster as process %d of %d", jax.process_index(),
-                 jax.process_count())
+    logging.info("joined the cluster as process %d of %d", jax.process_index(), jax.process_count())

@@ -22,8 +22,9 @@ def _at_least_f32(x: jax.Array) -> jax.Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _global_keys(keys: jax.Array, axis_name: str | None, detach: bool
-                 ) -> tuple[jax.Array, jax.Array]:
+def _global_keys(
+    keys: jax.Array, axis_name: str | None, detach: bool
+) -> tuple[jax.Array, jax.Array]:
     """All keys of the global batch `[B_global, ...]` and the global index of local row 0."""
     if detach:
         keys = jax.lax.stop_gradient(keys)
@@ -33,8 +34,14 @@ def _global_keys(keys: jax.Array, axis_name: str | None, detach: bool
     return jax.lax.all_gather(keys, axis_name, axis=0, tiled=True), offset
 
 
-def pairwise_nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
-                 axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+def pairwise_nce(
+    queries: jax.Array,
+    keys: jax.Array,
+    *,
+    temperature: float,
+    axis_name: str | None = None,
+    detach_keys: bool = False,
+) -> jax.Array:
     """InfoNCE of every query set against every key set, averaged over the local batch.
 
     Args:
@@ -45,30 +52,54 @@ def pairwise_nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
       `-log softmax_j(<queries[i, q], keys[j, k]> / temperature)[i]`, j over the global batch.
     """
     all_keys, offset = _global_keys(keys, axis_name, detach_keys)
-    logits = jnp.einsum("iqd,jkd->qkij", _at_least_f32(queries),
-                        _at_least_f32(all_keys)) / temperature
+    logits = (
+        jnp.einsum("iqd,jkd->qkij", _at_least_f32(queries), _at_least_f32(all_keys)) / temperature
+    )
     labels = offset + jnp.arange(queries.shape[0])
     positive = jnp.take_along_axis(logits, labels[None, None, :, None], axis=-1)[..., 0]
     return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive, axis=-1)
 
 
-def nce(queries: jax.Array, keys: jax.Array, *, temperature: float,
-        axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+def nce(
+    queries: jax.Array,
+    keys: jax.Array,
+    *,
+    temperature: float,
+    axis_name: str | None = None,
+    detach_keys: bool = False,
+) -> jax.Array:
     """InfoNCE of `[B, D]` queries against `[B, D]` keys (positive i ↔ i), local mean."""
-    return pairwise_nce(queries[:, None], keys[:, None], temperature=temperature,
-                        axis_name=axis_name, detach_keys=detach_keys)[0, 0]
+    return pairwise_nce(
+        queries[:, None],
+        keys[:, None],
+        temperature=temperature,
+        axis_name=axis_name,
+        detach_keys=detach_keys,
+    )[0, 0]
 
 
-def cross_modal_nce(z_video: jax.Array, z_audio: jax.Array, *, temperature: float = 0.1,
-                    axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+def cross_modal_nce(
+    z_video: jax.Array,
+    z_audio: jax.Array,
+    *,
+    temperature: float = 0.1,
+    axis_name: str | None = None,
+    detach_keys: bool = False,
+) -> jax.Array:
     """`mean_v ½[NCE(v→a) + NCE(a→v)]` over the views `z_video [V, B, D]`, audio `[B, D]`."""
     kw = dict(temperature=temperature, axis_name=axis_name, detach_keys=detach_keys)
     terms = [0.5 * (nce(z_v, z_audio, **kw) + nce(z_audio, z_v, **kw)) for z_v in z_video]
     return jnp.mean(jnp.stack(terms))
 
 
-def crop_nce_terms(large: jax.Array, small: jax.Array | None, *, temperature: float = 0.5,
-                   axis_name: str | None = None, detach_keys: bool = False) -> jax.Array:
+def crop_nce_terms(
+    large: jax.Array,
+    small: jax.Array | None,
+    *,
+    temperature: float = 0.5,
+    axis_name: str | None = None,
+    detach_keys: bool = False,
+) -> jax.Array:
     """All within-modal NCE terms of one crop family, as a flat vector (local means).
 
     Args:
@@ -81,18 +112,24 @@ def crop_nce_terms(large: jax.Array, small: jax.Array | None, *, temperature: fl
     """
     kw = dict(temperature=temperature, axis_name=axis_name, detach_keys=detach_keys)
     v1_large, v2_large = large[0], large[1]
-    large_large = 0.5 * (pairwise_nce(v2_large, v1_large, **kw)
-                         + pairwise_nce(v1_large, v2_large, **kw).T)
+    large_large = 0.5 * (
+        pairwise_nce(v2_large, v1_large, **kw) + pairwise_nce(v1_large, v2_large, **kw).T
+    )
     terms = [large_large.reshape(-1)]
     if small is not None:
         terms.append(pairwise_nce(small, v1_large, **kw).reshape(-1))
     return jnp.concatenate(terms)
 
 
-def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
-               av_temperature: float = 0.1, crop_temperature: float = 0.5,
-               axis_name: str | None = None, detach_keys: bool = False
-               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def stica_loss(
+    outputs: dict[str, Any],
+    *,
+    cross_modal_weight: float = 0.5,
+    av_temperature: float = 0.1,
+    crop_temperature: float = 0.5,
+    axis_name: str | None = None,
+    detach_keys: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`L = (1-α)·L_crops + α·L_av` (α = 0.5), or `L_av` alone when the model has no crops.
 
     Args:
@@ -103,14 +140,17 @@ def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
       retrieving each clip's audio among the global batch from its first view).
     """
     kw = dict(axis_name=axis_name, detach_keys=detach_keys)
-    loss_av = cross_modal_nce(outputs["video"], outputs["audio"], temperature=av_temperature,
-                              **kw)
+    loss_av = cross_modal_nce(outputs["video"], outputs["audio"], temperature=av_temperature, **kw)
     aux = {"loss_av": loss_av}
     crops = outputs.get("crops")
     if crops:
-        per_family = {f: crop_nce_terms(crops[f]["large"], crops[f].get("small"),
-                                        temperature=crop_temperature, **kw)
-                      for f in FAMILIES if f in crops}
+        per_family = {
+            f: crop_nce_terms(
+                crops[f]["large"], crops[f].get("small"), temperature=crop_temperature, **kw
+            )
+            for f in FAMILIES
+            if f in crops
+        }
         for f, terms in per_family.items():
             aux[f"loss_crops_{f}"] = jnp.mean(terms)
         # Every term weighs the same, as in the official sum(losses) / sum(counts).
@@ -128,9 +168,14 @@ def stica_loss(outputs: dict[str, Any], *, cross_modal_weight: float = 0.5,
     return loss, aux
 
 
-def classification_loss(logits: jax.Array, labels: jax.Array, crop_logits: jax.Array | None = None,
-                        *, crop_loss_weight: float = 0.5, axis_name: str | None = None
-                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def classification_loss(
+    logits: jax.Array,
+    labels: jax.Array,
+    crop_logits: jax.Array | None = None,
+    *,
+    crop_loss_weight: float = 0.5,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Supervised loss: `(1-w)·CE(full clip) + w·mean_crops CE(crop)`, or the full-clip CE alone.
 
     Every feature crop is classified against its clip's label, and the crops' mean CE weighs

@@ -7,8 +7,7 @@ are given, `jax.distributed.initialize` joins all hosts into one mesh first.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard and config go here.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts in the job.")
@@ -27,8 +26,12 @@ def main(argv):
     from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
     from stica_jax import train
 
-    logging.info("JAX process %d/%d, %d local devices", jax.process_index(),
-                 jax.process_count(), jax.local_device_count())
+    logging.info(
+        "JAX process %d/%d, %d local devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+    )
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

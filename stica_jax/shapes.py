@@ -7,8 +7,10 @@ def spectrogram_frames(input_config: Any) -> int:
     """Frames of the log-mel spectrogram of the clip's audio (no padding: 2 s → 199)."""
     samples = round(input_config.audio_seconds * input_config.sample_rate)
     if samples < input_config.window_length:
-        raise ValueError(f"{input_config.audio_seconds} s of audio is shorter than one "
-                         f"{input_config.window_length}-sample window")
+        raise ValueError(
+            f"{input_config.audio_seconds} s of audio is shorter than one "
+            f"{input_config.window_length}-sample window"
+        )
     return 1 + (samples - input_config.window_length) // input_config.hop_length
 
 
@@ -28,7 +30,14 @@ def train_batch_shapes(config: Any, batch: int) -> dict[str, tuple[tuple[int, ..
     """
     video, audio = input_shapes(config.input, batch)
     if config.get("mode", "pretrain") == "supervised":
-        return {"video": (video, "float32"), "label": ((batch,), "int32"),
-                "index": ((batch,), "int32")}
-    return {"video1": (video, "float32"), "video2": (video, "float32"),
-            "audio": (audio, "float32"), "index": ((batch,), "int32")}
+        return {
+            "video": (video, "float32"),
+            "label": ((batch,), "int32"),
+            "index": ((batch,), "int32"),
+        }
+    return {
+        "video1": (video, "float32"),
+        "video2": (video, "float32"),
+        "audio": (audio, "float32"),
+        "index": ((batch,), "int32"),
+    }

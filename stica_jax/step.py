@@ -29,8 +29,9 @@ MESH_AXIS = "data"
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     """A one-axis mesh named `data` over `devices` (default: every device of every host)."""
     devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), (MESH_AXIS,), axis_types=(AxisType.Auto,),
-                         devices=devices)
+    return jax.make_mesh(
+        (len(devices),), (MESH_AXIS,), axis_types=(AxisType.Auto,), devices=devices
+    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -89,8 +90,11 @@ def loss_config_for(config: Any) -> LossConfig | SupervisedLossConfig:
     return LossConfig.from_config(config.loss)
 
 
-def make_loss_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig,
-                 axis_name: str | None = MESH_AXIS) -> Callable:
+def make_loss_fn(
+    graphdef: nnx.GraphDef,
+    loss_config: LossConfig | SupervisedLossConfig,
+    axis_name: str | None = MESH_AXIS,
+) -> Callable:
     """`loss_fn(params, batch_stats, batch, rng) → (loss, (aux, new_batch_stats))`.
 
     `batch` holds the local shard. Pretraining (`LossConfig`, a `STiCA` graph): `video1`,
@@ -106,20 +110,24 @@ def make_loss_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLos
         keys = sample_keys(rng, batch["index"])
         if isinstance(loss_config, SupervisedLossConfig):
             outputs = model.training_outputs(batch["video"], keys)
-            loss, aux = classification_loss(outputs["logits"], batch["label"],
-                                            outputs.get("crop_logits"), axis_name=axis_name,
-                                            **dataclasses.asdict(loss_config))
+            loss, aux = classification_loss(
+                outputs["logits"],
+                batch["label"],
+                outputs.get("crop_logits"),
+                axis_name=axis_name,
+                **dataclasses.asdict(loss_config),
+            )
         else:
             outputs = model(batch["video1"], batch["video2"], batch["audio"], keys)
-            loss, aux = stica_loss(outputs, axis_name=axis_name,
-                                   **dataclasses.asdict(loss_config))
+            loss, aux = stica_loss(outputs, axis_name=axis_name, **dataclasses.asdict(loss_config))
         return loss, (aux, nnx.state(model, nnx.BatchStat))
 
     return loss_fn
 
 
-def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig,
-                 mesh: Mesh) -> Callable:
+def make_grad_fn(
+    graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig, mesh: Mesh
+) -> Callable:
     """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
 
     The global-batch loss and its gradient, computed data-parallel over `mesh`.
@@ -130,15 +138,24 @@ def make_grad_fn(graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLos
         (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng)
         return loss, aux, grads, new_stats
 
-    return jax.jit(jax.shard_map(
-        per_device, mesh=mesh,
-        in_specs=(P(), P(), P(MESH_AXIS), P()),
-        out_specs=(P(), P(), P(), P())))
+    return jax.jit(
+        jax.shard_map(
+            per_device,
+            mesh=mesh,
+            in_specs=(P(), P(), P(MESH_AXIS), P()),
+            out_specs=(P(), P(), P(), P()),
+        )
+    )
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    loss_config: LossConfig | SupervisedLossConfig, mesh: Mesh, *,
-                    donate: bool = True) -> Callable:
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    loss_config: LossConfig | SupervisedLossConfig,
+    mesh: Mesh,
+    *,
+    donate: bool = True,
+) -> Callable:
     """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`.
 
     A step whose loss or gradients are not finite leaves the state unchanged and reports
@@ -151,44 +168,66 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        new_state = TrainState(step=state.step + 1,
-                               params=optax.apply_updates(state.params, updates),
-                               batch_stats=new_stats, opt_state=opt_state)
+        new_state = TrainState(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            batch_stats=new_stats,
+            opt_state=opt_state,
+        )
         new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
         metrics = dict(aux, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
         return new_state, metrics
 
-    return jax.jit(jax.shard_map(per_device, mesh=mesh,
-                                 in_specs=(P(), P(MESH_AXIS), P()), out_specs=(P(), P())),
-                   donate_argnums=(0,) if donate else ())
+    return jax.jit(
+        jax.shard_map(
+            per_device, mesh=mesh, in_specs=(P(), P(MESH_AXIS), P()), out_specs=(P(), P())
+        ),
+        donate_argnums=(0,) if donate else (),
+    )
 
 
-def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation
-                     ) -> tuple[nnx.GraphDef, TrainState]:
+def init_train_state(
+    model: nnx.Module, optimizer: optax.GradientTransformation
+) -> tuple[nnx.GraphDef, TrainState]:
     """Split `model` into its graph definition and a fresh `TrainState` (step 0)."""
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                       opt_state=optimizer.init(params))
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=optimizer.init(params),
+    )
     return graphdef, state
 
 
-def learning_rate_schedule(*, base_lr: float, warmup_start_lr: float, warmup_steps: int,
-                           total_steps: int, decay: str = "constant",
-                           final_lr: float = 0.0) -> optax.Schedule:
+def learning_rate_schedule(
+    *,
+    base_lr: float,
+    warmup_start_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    decay: str = "constant",
+    final_lr: float = 0.0,
+) -> optax.Schedule:
     """Per-step linear warmup from `warmup_start_lr` to `base_lr`, then constant or cosine."""
     warmup = optax.linear_schedule(warmup_start_lr, base_lr, max(warmup_steps, 1))
     if decay == "constant":
         after = optax.constant_schedule(base_lr)
     elif decay == "cosine":
-        after = optax.cosine_decay_schedule(base_lr, max(total_steps - warmup_steps, 1),
-                                            alpha=final_lr / base_lr if base_lr else 0.0)
+        after = optax.cosine_decay_schedule(
+            base_lr,
+            max(total_steps - warmup_steps, 1),
+            alpha=final_lr / base_lr if base_lr else 0.0,
+        )
     else:
         raise ValueError(f"unknown learning-rate decay {decay!r}; expected 'constant' or 'cosine'")
     return optax.join_schedules([warmup, after], [warmup_steps])
 
 
-def make_optimizer(schedule: optax.Schedule, *, momentum: float = 0.9,
-                   weight_decay: float = 1e-5) -> optax.GradientTransformation:
+def make_optimizer(
+    schedule: optax.Schedule, *, momentum: float = 0.9, weight_decay: float = 1e-5
+) -> optax.GradientTransformation:
     """torch-style SGD: coupled weight decay (added to the gradient), then heavy-ball momentum."""
-    return optax.chain(optax.add_decayed_weights(weight_decay),
-                       optax.sgd(schedule, momentum=momentum))
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=momentum)
+    )

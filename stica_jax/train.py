@@ -50,10 +50,12 @@ class NonFiniteError(FloatingPointError):
 # Config checks (before anything compiles)
 # ---------------------------------------------------------------------------------------------
 
+
 def video_map_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     """(T', H', W') of the visual map for the configured input, from an abstract trace."""
-    model = nnx.eval_shape(lambda: VideoResNet(config.model.video_widths,
-                                               config.model.video_depths, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(
+        lambda: VideoResNet(config.model.video_widths, config.model.video_depths, rngs=nnx.Rngs(0))
+    )
     video_shape, _ = input_shapes(config.input)
     out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct(video_shape, jnp.float32))
     return tuple(out.shape[1:4])
@@ -65,42 +67,55 @@ MODES = ("pretrain", "supervised")
 EVAL_METHODS = {"pretrain": ("linear_probe", "knn", "none"), "supervised": ("classifier", "none")}
 
 
-def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
-                    num_processes: int) -> None:
+def validate_config(
+    config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int
+) -> None:
     """Raise `ConfigError` with one clear line for each way the config cannot run."""
     b = config.global_batch_size
     if b % num_devices:
-        raise ConfigError(f"global_batch_size={b} is not divisible by the {num_devices} devices "
-                          f"of the mesh; use a multiple of {num_devices}")
+        raise ConfigError(
+            f"global_batch_size={b} is not divisible by the {num_devices} devices "
+            f"of the mesh; use a multiple of {num_devices}"
+        )
     if b % num_processes:
         raise ConfigError(f"global_batch_size={b} is not divisible by {num_processes} hosts")
     if config.mode not in MODES:
         raise ConfigError(f"unknown mode {config.mode!r}; expected 'pretrain' or 'supervised'")
     if config.mode == "supervised":
         if "supervised" not in config:
-            raise ConfigError("mode 'supervised' needs a config.supervised section (num_classes, "
-                              "dropout, crop_loss_weight); see configs/supervised_k400.py")
+            raise ConfigError(
+                "mode 'supervised' needs a config.supervised section (num_classes, "
+                "dropout, crop_loss_weight); see configs/supervised_k400.py"
+            )
         sup = config.supervised
         if sup.num_classes < 0:
-            raise ConfigError(f"supervised.num_classes={sup.num_classes} must be >= 0 "
-                              "(0 = the dataset's label count)")
+            raise ConfigError(
+                f"supervised.num_classes={sup.num_classes} must be >= 0 "
+                "(0 = the dataset's label count)"
+            )
         if not 0.0 <= sup.crop_loss_weight <= 1.0:
-            raise ConfigError(f"supervised.crop_loss_weight={sup.crop_loss_weight} must be in "
-                              "[0, 1]")
+            raise ConfigError(
+                f"supervised.crop_loss_weight={sup.crop_loss_weight} must be in [0, 1]"
+            )
         if not 0.0 <= sup.dropout < 1.0:
             raise ConfigError(f"supervised.dropout={sup.dropout} must be in [0, 1)")
     if config.model.pooling not in POOLING_KINDS:
-        raise ConfigError(f"unknown model.pooling {config.model.pooling!r}; expected one of "
-                          f"{list(POOLING_KINDS)}")
+        raise ConfigError(
+            f"unknown model.pooling {config.model.pooling!r}; expected one of {list(POOLING_KINDS)}"
+        )
     if config.model.dtype not in DTYPES:
         raise ConfigError(f"unknown model.dtype {config.model.dtype!r}; expected {list(DTYPES)}")
     methods = EVAL_METHODS[config.mode]
     if config.eval.method not in methods:
-        raise ConfigError(f"unknown eval.method {config.eval.method!r} for mode "
-                          f"{config.mode!r}; expected one of {list(methods)}")
+        raise ConfigError(
+            f"unknown eval.method {config.eval.method!r} for mode "
+            f"{config.mode!r}; expected one of {list(methods)}"
+        )
     if config.eval.method != "none" and config.eval.batch_size % num_devices:
-        raise ConfigError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
-                          f"{num_devices} devices")
+        raise ConfigError(
+            f"eval.batch_size={config.eval.batch_size} is not divisible by the "
+            f"{num_devices} devices"
+        )
     if config.crops.enabled:
         try:
             CropConfig.from_config(config.crops).validate(video_map_shape(config))
@@ -109,9 +124,14 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
             raise ConfigError(f"crops do not fit the input {video_shape[1:4]}: {e}") from None
 
 
-PREPARE_NAMES = {"stica_kinetics400": "kinetics400", "stica_ucf101": "ucf101",
-                 "stica_hmdb51": "hmdb51", "stica_esc50": "esc50",
-                 "stica_dcase2014": "dcase2014", "av_digits": "av_digits"}
+PREPARE_NAMES = {
+    "stica_kinetics400": "kinetics400",
+    "stica_ucf101": "ucf101",
+    "stica_hmdb51": "hmdb51",
+    "stica_esc50": "esc50",
+    "stica_dcase2014": "dcase2014",
+    "av_digits": "av_digits",
+}
 
 
 def prepare_hint(dataset: str, data_dir: str) -> str:
@@ -149,20 +169,25 @@ def ensure_dataset(config: ml_collections.ConfigDict, data_dir: str) -> None:
         from data_pipeline import av_digits
 
         if jax.process_index() == 0:
-            av_digits.ensure_prepared(data_dir, av_digits.AvDigitsSpec(**config.get("av_digits", {})))
+            av_digits.ensure_prepared(
+                data_dir, av_digits.AvDigitsSpec(**config.get("av_digits", {}))
+            )
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("av_digits prepared")
     if not dataset_is_prepared(dataset, data_dir):
-        raise ConfigError(f"dataset {dataset!r} is not prepared under "
-                          f"{data_dir or 'the TFDS default data dir'}; prepare it with: "
-                          f"{prepare_hint(dataset, data_dir)}")
+        raise ConfigError(
+            f"dataset {dataset!r} is not prepared under "
+            f"{data_dir or 'the TFDS default data dir'}; prepare it with: "
+            f"{prepare_hint(dataset, data_dir)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Model, optimizer and state
 # ---------------------------------------------------------------------------------------------
+
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
     return max(1, num_examples // config.global_batch_size)
@@ -172,20 +197,31 @@ def make_schedule(config: ml_collections.ConfigDict, num_examples: int) -> optax
     per_epoch = steps_per_epoch(config, num_examples)
     o = config.optimizer
     return step_lib.learning_rate_schedule(
-        base_lr=o.base_lr, warmup_start_lr=o.warmup_start_lr,
+        base_lr=o.base_lr,
+        warmup_start_lr=o.warmup_start_lr,
         warmup_steps=int(o.warmup_epochs * per_epoch),
-        total_steps=int(config.num_epochs * per_epoch), decay=o.decay, final_lr=o.final_lr)
+        total_steps=int(config.num_epochs * per_epoch),
+        decay=o.decay,
+        final_lr=o.final_lr,
+    )
 
 
-def make_train_optimizer(config: ml_collections.ConfigDict,
-                         num_examples: int | None = None) -> optax.GradientTransformation:
+def make_train_optimizer(
+    config: ml_collections.ConfigDict, num_examples: int | None = None
+) -> optax.GradientTransformation:
     schedule = make_schedule(config, num_examples or config.num_train_examples or 1)
-    return step_lib.make_optimizer(schedule, momentum=config.optimizer.momentum,
-                                   weight_decay=config.optimizer.weight_decay)
+    return step_lib.make_optimizer(
+        schedule, momentum=config.optimizer.momentum, weight_decay=config.optimizer.weight_decay
+    )
 
 
-def create_train_state(config: ml_collections.ConfigDict, *, axis_name: str | None = "data",
-                       num_examples: int | None = None, abstract: bool = False):
+def create_train_state(
+    config: ml_collections.ConfigDict,
+    *,
+    axis_name: str | None = "data",
+    num_examples: int | None = None,
+    abstract: bool = False,
+):
     """(model, optimizer, state): the model of `config.mode` built from `config.seed`, a
     fresh `TrainState`.
 
@@ -211,9 +247,11 @@ def resolve_num_classes(config: ml_collections.ConfigDict, data_dir: str) -> Non
     if config.supervised.num_classes == 0:
         config.supervised.num_classes = labels
     elif config.supervised.num_classes != labels:
-        raise ConfigError(f"supervised.num_classes={config.supervised.num_classes} but "
-                          f"{config.input.dataset} has {labels} classes; set it to {labels} "
-                          "(or 0 to read it from the dataset)")
+        raise ConfigError(
+            f"supervised.num_classes={config.supervised.num_classes} but "
+            f"{config.input.dataset} has {labels} classes; set it to {labels} "
+            "(or 0 to read it from the dataset)"
+        )
 
 
 def num_train_examples(config: ml_collections.ConfigDict, data_dir: str) -> int:
@@ -245,31 +283,47 @@ class ShardBatches:
         return sum(s.skipped_records for s in self.shards)
 
 
-def host_batches(config: ml_collections.ConfigDict, data_dir: str | None,
-                 start_step: int) -> ShardBatches:
+def host_batches(
+    config: ml_collections.ConfigDict, data_dir: str | None, start_step: int
+) -> ShardBatches:
     """Train batches of this host for `config.mode`; `config.input_shards` (0 = one per host)
     data shards."""
     from data_pipeline import pipeline
 
     num_shards = config.get("input_shards", 0) or jax.process_count()
     if num_shards % jax.process_count() or config.global_batch_size % num_shards:
-        raise ConfigError(f"input_shards={num_shards} must be a multiple of the "
-                          f"{jax.process_count()} hosts and divide global_batch_size")
+        raise ConfigError(
+            f"input_shards={num_shards} must be a multiple of the "
+            f"{jax.process_count()} hosts and divide global_batch_size"
+        )
     per_host = num_shards // jax.process_count()
     first = jax.process_index() * per_host
-    make = (pipeline.make_supervised_dataset if config.mode == "supervised"
-            else pipeline.make_pretrain_dataset)
-    return ShardBatches([
-        make(
-            config.input, split=config.train_split, data_dir=data_dir,
-            batch_size_per_host=config.global_batch_size // num_shards, seed=config.seed,
-            process_index=shard, process_count=num_shards, start_step=start_step)
-        for shard in range(first, first + per_host)])
+    make = (
+        pipeline.make_supervised_dataset
+        if config.mode == "supervised"
+        else pipeline.make_pretrain_dataset
+    )
+    return ShardBatches(
+        [
+            make(
+                config.input,
+                split=config.train_split,
+                data_dir=data_dir,
+                batch_size_per_host=config.global_batch_size // num_shards,
+                seed=config.seed,
+                process_index=shard,
+                process_count=num_shards,
+                start_step=start_step,
+            )
+            for shard in range(first, first + per_host)
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
+
 
 def _format_seconds(s: float) -> str:
     s = int(s)
@@ -304,8 +358,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     state = jax.device_put(state, replicated)
     # A host copy: the device buffers of `state` are donated to the train step.
-    initial = (jax.device_get((state.params, state.batch_stats))
-               if config.eval.compare_random_init else None)
+    initial = (
+        jax.device_get((state.params, state.batch_stats))
+        if config.eval.compare_random_init
+        else None
+    )
     schedule = make_schedule(config, num_examples)
 
     # -- Checkpoint / resume ---------------------------------------------------------------
@@ -321,13 +378,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches = host_batches(config, data_dir, start_step)
 
     # -- Train step -------------------------------------------------------------------------------
-    train_step = step_lib.make_train_step(graphdef, optimizer, step_lib.loss_config_for(config),
-                                          mesh)
+    train_step = step_lib.make_train_step(
+        graphdef, optimizer, step_lib.loss_config_for(config), mesh
+    )
     rng = jax.random.key(config.seed)
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start_step == 0:
-        writer.write_hparams({k: str(v) for k, v in config.to_dict().items()
-                              if not isinstance(v, dict)})
+        writer.write_hparams(
+            {k: str(v) for k, v in config.to_dict().items() if not isinstance(v, dict)}
+        )
 
     # -- Loop ---------------------------------------------------------------------------------------
     pending: list[dict[str, jax.Array]] = []
@@ -338,8 +397,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, metrics = train_step(state, batch, rng)
         pending.append(metrics)
         done = step + 1
-        if done % config.log_every_steps == 0 or done == total_steps \
-                or done % config.checkpoint_every_steps == 0:
+        if (
+            done % config.log_every_steps == 0
+            or done == total_steps
+            or done % config.checkpoint_every_steps == 0
+        ):
             history = jax.device_get(pending)
             pending = []
             bad = [i for i, m in enumerate(history) if not m["finite"]]
@@ -348,14 +410,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 raise NonFiniteError(
                     f"non-finite loss or gradient at step {first} (loss={history[bad[0]]['loss']},"
                     f" grad_norm={history[bad[0]]['grad_norm']}); stopping without saving. "
-                    f"The last checkpoint is step {manager.latest_step()}.")
+                    f"The last checkpoint is step {manager.latest_step()}."
+                )
             now = time.time()
             steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
-            scalars = {k: float(np.mean([m[k] for m in history])) for k in history[0]
-                       if k != "finite"}
-            scalars.update(learning_rate=float(schedule(step)), steps_per_sec=steps_per_sec,
-                           clips_per_sec=steps_per_sec * config.global_batch_size,
-                           skipped_records=float(batches.skipped_records))
+            scalars = {
+                k: float(np.mean([m[k] for m in history])) for k in history[0] if k != "finite"
+            }
+            scalars.update(
+                learning_rate=float(schedule(step)),
+                steps_per_sec=steps_per_sec,
+                clips_per_sec=steps_per_sec * config.global_batch_size,
+                skipped_records=float(batches.skipped_records),
+            )
             writer.write_scalars(done, scalars)
             summary = scalars
             if is_chief:
@@ -363,26 +430,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f.write(json.dumps({"step": done, **scalars}) + "\n")
             if is_chief:
                 eta = (total_steps - done) / max(steps_per_sec, 1e-9)
-                terms = " ".join(f"{k[5:]} {scalars[k]:.3f}" for k in sorted(scalars)
-                                 if k.startswith("loss_") and k.count("_") == 1)
+                terms = " ".join(
+                    f"{k[5:]} {scalars[k]:.3f}"
+                    for k in sorted(scalars)
+                    if k.startswith("loss_") and k.count("_") == 1
+                )
                 top1 = f"top1 {100 * scalars['top1']:.1f}% " if "top1" in scalars else ""
-                print(f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
-                      f"loss {scalars['loss']:.3f} [{terms}] {top1}"
-                      f"lr {scalars['learning_rate']:.4f} "
-                      f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
-                      f"| ETA {_format_seconds(eta)}", flush=True)
+                print(
+                    f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
+                    f"loss {scalars['loss']:.3f} [{terms}] {top1}"
+                    f"lr {scalars['learning_rate']:.4f} "
+                    f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
+                    f"| ETA {_format_seconds(eta)}",
+                    flush=True,
+                )
             last_log_time, last_log_step = time.time(), done
-        if done % config.checkpoint_every_steps == 0 or done == total_steps \
-                or manager.reached_preemption(done):
+        if (
+            done % config.checkpoint_every_steps == 0
+            or done == total_steps
+            or manager.reached_preemption(done)
+        ):
             manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
-        if config.eval.method != "none" and config.eval.every_steps \
-                and done % config.eval.every_steps == 0 and done != total_steps:
+        if (
+            config.eval.method != "none"
+            and config.eval.every_steps
+            and done % config.eval.every_steps == 0
+            and done != total_steps
+        ):
             _online_eval(config, graphdef, state, None, mesh, writer, workdir, done)
     manager.wait_until_finished()
 
     if config.eval.method != "none":
-        table = _online_eval(config, graphdef, state, initial, mesh, writer, workdir,
-                             total_steps)
+        table = _online_eval(config, graphdef, state, initial, mesh, writer, workdir, total_steps)
         if table is not None:
             summary["probe"] = table
     summary["wall_seconds"] = time.time() - t0
@@ -399,17 +478,23 @@ def _online_eval(config, graphdef, state, initial, mesh, writer, workdir, step):
     from stica_jax.evaluate import classification, probe
 
     if not dataset_is_prepared(config.eval.dataset, config.data_dir):
-        logging.warning("online eval skipped: %s is not prepared (%s)", config.eval.dataset,
-                        prepare_hint(config.eval.dataset, config.data_dir))
+        logging.warning(
+            "online eval skipped: %s is not prepared (%s)",
+            config.eval.dataset,
+            prepare_hint(config.eval.dataset, config.data_dir),
+        )
         return None
     states = {"trained": (state.params, state.batch_stats)}
     if initial is not None:
         states["random init"] = initial
-    evaluate = (classification.top1_accuracies if config.mode == "supervised"
-                else probe.probe_accuracies)
+    evaluate = (
+        classification.top1_accuracies if config.mode == "supervised" else probe.probe_accuracies
+    )
     table = evaluate(config, graphdef, states, config.data_dir or None, mesh)
-    scalars = {f"eval/{config.eval.method}_{modality}_top1": acc
-               for modality, acc in table["trained"].items()}
+    scalars = {
+        f"eval/{config.eval.method}_{modality}_top1": acc
+        for modality, acc in table["trained"].items()
+    }
     writer.write_scalars(step, scalars)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:

@@ -41,8 +41,14 @@ import stica_jax.step, stica_jax.models.summary, configs.sota, tests.tiny
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "clu"))
 print("BAD", bad)
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     assert out.returncode == 0, out.stderr
     assert "BAD []" in out.stdout, out.stdout
 
@@ -63,8 +69,16 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
 
     monkeypatch.setattr(bench, "synthetic_batch", batch_or_oom)
     path = tmp_path / "out.json"
-    out = bench.main(["--tiny", "--batch_sizes=2,64,128", "--steps=2", "--warmup=1",
-                      "--devices=2", f"--json={path}"])
+    out = bench.main(
+        [
+            "--tiny",
+            "--batch_sizes=2,64,128",
+            "--steps=2",
+            "--warmup=1",
+            "--devices=2",
+            f"--json={path}",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
 
     assert out["ok"] and out["config"] == "tiny" and out["devices"] == 2
@@ -74,7 +88,9 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     m = re.fullmatch(
         rf"batch/device=2 global_batch=4 clips/s={NUMBER} step_ms={NUMBER} MFU={NUMBER}% "
         rf"MFU_traced={NUMBER}% TFLOP/s/device={NUMBER} GFLOP/step/device={NUMBER} "
-        rf"compile_s={NUMBER} loss={NUMBER} grad_norm={NUMBER} finite=yes", ran[0])
+        rf"compile_s={NUMBER} loss={NUMBER} grad_norm={NUMBER} finite=yes",
+        ran[0],
+    )
     assert m, ran[0]
     values = [float(v) for v in m.groups()]
     assert all(math.isfinite(v) for v in values) and all(v > 0 for v in values[:7]), values

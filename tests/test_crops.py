@@ -17,7 +17,10 @@ KEYS = jax.random.split(jax.random.key(0), B)
 @pytest.mark.parametrize("size", [6, 4])
 def test_spatial_offsets_reach_every_valid_position_including_the_last(size):
     _, offsets = jax.jit(spatial_crops, static_argnums=(2, 3))(FMAP, KEYS, size, 8)
-    seen_y, seen_x = set(np.asarray(offsets[..., 0]).ravel()), set(np.asarray(offsets[..., 1]).ravel())
+    seen_y, seen_x = (
+        set(np.asarray(offsets[..., 0]).ravel()),
+        set(np.asarray(offsets[..., 1]).ravel()),
+    )
     assert seen_y == seen_x == set(range(H - size + 1))
 
 
@@ -34,7 +37,7 @@ def test_spatial_crop_equals_numpy_slice_at_its_offset():
     for b in range(B):
         for n in range(3):
             y, x = offsets[b, n]
-            np.testing.assert_array_equal(out[b, n], fmap[b, :, y:y + 4, x:x + 4])
+            np.testing.assert_array_equal(out[b, n], fmap[b, :, y : y + 4, x : x + 4])
 
 
 def test_temporal_crop_equals_numpy_slice_at_its_offset():
@@ -44,7 +47,7 @@ def test_temporal_crop_equals_numpy_slice_at_its_offset():
     for b in range(B):
         for n in range(2):
             s = offsets[b, n]
-            np.testing.assert_array_equal(out[b, n], fmap[b, s:s + 6])
+            np.testing.assert_array_equal(out[b, n], fmap[b, s : s + 6])
 
 
 def test_same_key_same_crops_and_crops_differ_across_samples():
@@ -64,8 +67,17 @@ def test_crops_differ_between_the_two_views_of_a_sample():
 
     sample_keys = jax.random.split(jax.random.key(1), 16)
     fmap = jnp.zeros((16, T, H, W, 1))
-    offsets = [spatial_crops(fmap, jax.vmap(lambda k: crops.crop_key(k, "space", "small"))(
-        fold_keys(sample_keys, _VIEW_CROPS + v)), 4, 4)[1] for v in (0, 1)]
+    offsets = [
+        spatial_crops(
+            fmap,
+            jax.vmap(lambda k: crops.crop_key(k, "space", "small"))(
+                fold_keys(sample_keys, _VIEW_CROPS + v)
+            ),
+            4,
+            4,
+        )[1]
+        for v in (0, 1)
+    ]
     same = np.all(np.asarray(offsets[0]) == np.asarray(offsets[1]), axis=(1, 2))
     assert not same.any()
 
@@ -87,14 +99,18 @@ def test_crop_larger_than_the_map_is_named():
     a = jax.ShapeDtypeStruct((1, 40, 99, 1), jnp.float32)
     from flax import nnx
 
-    with pytest.raises(ValueError, match="large spatial crop 6×6 is larger than the 4×4 feature map"):
-        nnx.eval_shape(lambda m, v, a: m(v, v, a, jax.random.split(jax.random.key(0), 1)),
-                       model, v, a)
+    with pytest.raises(
+        ValueError, match="large spatial crop 6×6 is larger than the 4×4 feature map"
+    ):
+        nnx.eval_shape(
+            lambda m, v, a: m(v, v, a, jax.random.split(jax.random.key(0), 1)), model, v, a
+        )
 
 
 def test_temporal_crop_longer_than_the_map_is_named():
-    with pytest.raises(ValueError, match="large temporal crop of 6 steps is longer than the "
-                                         "feature map's T'=4"):
+    with pytest.raises(
+        ValueError, match="large temporal crop of 6 steps is longer than the feature map's T'=4"
+    ):
         CropConfig().validate((4, 7, 7))
 
 

@@ -28,8 +28,13 @@ def np_stica_loss(out, alpha=0.5, tau_av=0.1, tau_crop=0.5):
         n_large = large.shape[2]
         for j in range(n_large):  # view-2 large crop j
             for l in range(n_large):  # view-1 large crop l
-                terms.append(0.5 * (np_nce(large[1][:, j], large[0][:, l], tau_crop)
-                                    + np_nce(large[0][:, l], large[1][:, j], tau_crop)))
+                terms.append(
+                    0.5
+                    * (
+                        np_nce(large[1][:, j], large[0][:, l], tau_crop)
+                        + np_nce(large[0][:, l], large[1][:, j], tau_crop)
+                    )
+                )
         for s in range(small.shape[1]):
             for l in range(n_large):
                 terms.append(np_nce(small[:, s], large[0][:, l], tau_crop))
@@ -39,9 +44,14 @@ def np_stica_loss(out, alpha=0.5, tau_av=0.1, tau_crop=0.5):
 def random_outputs(b=6, d=8, seed=0):
     rng = np.random.default_rng(seed)
     u = lambda *s: _unit(rng.standard_normal(s + (d,))).astype(np.float32)
-    return {"video": u(2, b), "audio": u(b),
-            "crops": {"space": {"large": u(2, b, 2), "small": u(b, 3)},
-                      "time": {"large": u(2, b, 2), "small": u(b, 1)}}}
+    return {
+        "video": u(2, b),
+        "audio": u(b),
+        "crops": {
+            "space": {"large": u(2, b, 2), "small": u(b, 3)},
+            "time": {"large": u(2, b, 2), "small": u(b, 1)},
+        },
+    }
 
 
 def test_loss_equals_numpy_reference():

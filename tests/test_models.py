@@ -25,7 +25,9 @@ def test_r2plus1d18_full_size_matches_torchvision_counts_and_shapes():
     assert _out_shape(model, (2, 60, 112, 112, 3)) == (2, 8, 7, 7, 512)
     assert _out_shape(model, (2, 30, 112, 112, 3)) == (2, 4, 7, 7, 512)
     # torchvision reports 40.52 "GFLOPS" (multiply-adds) for a 16×112×112 clip.
-    macs = count_macs(lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 16, 112, 112, 3), jnp.float32))
+    macs = count_macs(
+        lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 16, 112, 112, 3), jnp.float32)
+    )
     assert round(macs / 1e9, 2) == 40.52
 
 
@@ -61,6 +63,7 @@ def test_sota_summary_reports_every_module_and_output():
 
 def test_supervised_summary_is_the_classifier():
     from configs import supervised_k400_crops
+
     config = supervised_k400_crops.get_config()
     s = summarize(config)
     assert s["params"]["video_backbone"] == 31_300_125
@@ -122,7 +125,8 @@ def test_stica_forward_shapes_and_maps():
     batch = random_batch(config, 2)
     keys = jax.random.split(jax.random.key(0), 2)
     out = nnx.eval_shape(
-        lambda m: m(batch["video1"], batch["video2"], batch["audio"], keys, return_maps=True), model)
+        lambda m: m(batch["video1"], batch["video2"], batch["audio"], keys, return_maps=True), model
+    )
     assert out["video"].shape == (2, 2, 8) and out["audio"].shape == (2, 8)
     assert out["video_map"].shape == (2, 2, 2, 4, 4, 16)
     assert out["audio_map"].shape == (2, 2, 4, 16)
@@ -130,10 +134,13 @@ def test_stica_forward_shapes_and_maps():
     assert out["crops"]["space"]["small"].shape == (2, 4, 8)
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((2, 16, 64, 64), r"video must be \[B, T, H, W, 3\].*\(2, 16, 64, 64\)"),
-    ((2, 16, 64, 64, 1), r"video must be \[B, T, H, W, 3\].*\(2, 16, 64, 64, 1\)"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((2, 16, 64, 64), r"video must be \[B, T, H, W, 3\].*\(2, 16, 64, 64\)"),
+        ((2, 16, 64, 64, 1), r"video must be \[B, T, H, W, 3\].*\(2, 16, 64, 64, 1\)"),
+    ],
+)
 def test_bad_video_is_named(shape, message):
     model = tiny_model()
     with pytest.raises(ValueError, match=message):

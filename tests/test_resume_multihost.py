@@ -19,12 +19,30 @@ CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
 
 
 def _main(workdir, data_dir, *flags, devices=4, extra_env=None):
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu",
-               TF_CPP_MIN_LOG_LEVEL="2", **(extra_env or {}))
+    env = dict(
+        os.environ,
+        JAX_NUM_CPU_DEVICES=str(devices),
+        JAX_PLATFORMS="cpu",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        **(extra_env or {}),
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "stica_jax.main", f"--config={CONFIG}", f"--workdir={workdir}",
-         f"--config.data_dir={data_dir}", "--config.eval.method=none", *flags],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "stica_jax.main",
+            f"--config={CONFIG}",
+            f"--workdir={workdir}",
+            f"--config.data_dir={data_dir}",
+            "--config.eval.method=none",
+            *flags,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=600):
@@ -105,9 +123,19 @@ def test_two_processes_of_two_devices_follow_one_process_of_four(data_dir, tmp_p
     _finish(_main(single, data_dir, *flags, extra_env=x64))
     multi = str(tmp_path / "multi")
     port = _free_port()
-    procs = [_main(multi, data_dir, *flags,
-                   f"--coordinator_address=localhost:{port}", "--num_processes=2",
-                   f"--process_id={i}", devices=2, extra_env=x64) for i in range(2)]
+    procs = [
+        _main(
+            multi,
+            data_dir,
+            *flags,
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            devices=2,
+            extra_env=x64,
+        )
+        for i in range(2)
+    ]
     outs = [_finish(p) for p in procs]
     assert "joined the cluster as process 0 of 2" in outs[0], outs[0][-2000:]
     assert "joined the cluster as process 1 of 2" in outs[1], outs[1][-2000:]
@@ -116,8 +144,9 @@ def test_two_processes_of_two_devices_follow_one_process_of_four(data_dir, tmp_p
     losses = [h["loss"] for h in a]
     assert max(losses) - min(losses) > 1e-3  # the parameters really move
     for key in ("loss", "loss_av", "loss_crops", "grad_norm"):
-        np.testing.assert_allclose([h[key] for h in b], [h[key] for h in a], rtol=1e-10,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            [h[key] for h in b], [h[key] for h in a], rtol=1e-10, err_msg=key
+        )
     step_a, params_a = _final_params(single)
     step_b, params_b = _final_params(multi)
     assert step_a == step_b == 6

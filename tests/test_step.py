@@ -27,8 +27,11 @@ def _run(dtype: str, num_devices: int):
     cast = lambda x: jnp.asarray(x, np_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
     params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
     batch = {k: cast(v) for k, v in random_batch(config, GLOBAL_BATCH).items()}
-    grad_fn = step.make_grad_fn(graphdef, step.LossConfig.from_config(config.loss),
-                                step.make_mesh(jax.devices()[:num_devices]))
+    grad_fn = step.make_grad_fn(
+        graphdef,
+        step.LossConfig.from_config(config.loss),
+        step.make_mesh(jax.devices()[:num_devices]),
+    )
     loss, aux, grads, new_stats = jax.device_get(grad_fn(params, stats, batch, jax.random.key(0)))
     return loss, aux, jax.tree.leaves(grads), jax.tree.leaves(new_stats)
 

@@ -22,8 +22,11 @@ GLOBAL_BATCH = 8
 def test_supervised_configs_are_table_8s_two_rows():
     from configs import sota, supervised_k400, supervised_k400_crops
 
-    plain, crops, pre = supervised_k400.get_config(), supervised_k400_crops.get_config(), \
-        sota.get_config()
+    plain, crops, pre = (
+        supervised_k400.get_config(),
+        supervised_k400_crops.get_config(),
+        sota.get_config(),
+    )
     assert plain.mode == crops.mode == "supervised"
     assert not plain.crops.enabled and crops.crops.enabled
     c = crops.crops  # 2 medium + 2 small space crops, no temporal ones
@@ -32,14 +35,23 @@ def test_supervised_configs_are_table_8s_two_rows():
     assert plain.model == pre.model and plain.input == pre.input  # only the training differs
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda c: setattr(c.eval, "method", "linear_probe"),
-     r"unknown eval.method 'linear_probe' for mode 'supervised'; expected one of \['classifier', "),
-    (lambda c: setattr(c.supervised, "crop_loss_weight", 1.5),
-     r"supervised.crop_loss_weight=1.5 must be in \[0, 1\]"),
-    (lambda c: setattr(c.crops, "space_large", 8),
-     "crops do not fit the input .* large spatial crop 8×8 is larger than the 7×7"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda c: setattr(c.eval, "method", "linear_probe"),
+            r"unknown eval.method 'linear_probe' for mode 'supervised'; expected one of \['classifier', ",
+        ),
+        (
+            lambda c: setattr(c.supervised, "crop_loss_weight", 1.5),
+            r"supervised.crop_loss_weight=1.5 must be in \[0, 1\]",
+        ),
+        (
+            lambda c: setattr(c.crops, "space_large", 8),
+            "crops do not fit the input .* large spatial crop 8×8 is larger than the 7×7",
+        ),
+    ],
+)
 def test_supervised_config_errors_are_one_clear_line(change, message):
     from configs import supervised_k400_crops
 
@@ -70,8 +82,9 @@ def _grads(config, num_devices: int, dtype=np.float32):
     cast = lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
     params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
     batch = {k: cast(v) for k, v in random_supervised_batch(config, GLOBAL_BATCH).items()}
-    grad_fn = step.make_grad_fn(graphdef, step.loss_config_for(config),
-                                step.make_mesh(jax.devices()[:num_devices]))
+    grad_fn = step.make_grad_fn(
+        graphdef, step.loss_config_for(config), step.make_mesh(jax.devices()[:num_devices])
+    )
     loss, aux, grads, new_stats = jax.device_get(grad_fn(params, stats, batch, jax.random.key(0)))
     return loss, aux, jax.tree.leaves(grads), jax.tree.leaves(new_stats)
 
@@ -142,8 +155,15 @@ def test_tiny_supervised_run_learns_evaluates_and_restores_a_classifier(supervis
     losses = [h["loss"] for h in history]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # real steps on real data drop the loss
-    for key in ("loss_ce", "loss_crops", "top1", "crops_top1", "learning_rate", "grad_norm",
-                "clips_per_sec"):
+    for key in (
+        "loss_ce",
+        "loss_crops",
+        "top1",
+        "crops_top1",
+        "learning_rate",
+        "grad_norm",
+        "clips_per_sec",
+    ):
         assert key in history[-1], key
     top1 = summary["probe"]["trained"]["video"]
     assert 0.0 <= top1 <= 100.0

@@ -34,36 +34,60 @@ def tiny_demo_config(data_dir: str):
 
 def test_every_config_loads_validates_and_traces():
     assert {os.path.basename(p) for p in CONFIG_FILES} >= {
-        "sota.py", "demo.py", "supervised_k400.py", "supervised_k400_crops.py"}
+        "sota.py",
+        "demo.py",
+        "supervised_k400.py",
+        "supervised_k400_crops.py",
+    }
     for path in CONFIG_FILES:
         config = load_config(path)
         train.validate_config(config, num_devices=8, num_processes=1)
         model, optimizer, state = train.create_train_state(config, abstract=True)
         mesh = step_lib.make_mesh()
-        train_step = step_lib.make_train_step(nnx.graphdef(model), optimizer,
-                                              step_lib.loss_config_for(config), mesh)
-        batch = {k: jax.ShapeDtypeStruct(shape, dtype)
-                 for k, (shape, dtype) in train_batch_shapes(config, 8).items()}
+        train_step = step_lib.make_train_step(
+            nnx.graphdef(model), optimizer, step_lib.loss_config_for(config), mesh
+        )
+        batch = {
+            k: jax.ShapeDtypeStruct(shape, dtype)
+            for k, (shape, dtype) in train_batch_shapes(config, 8).items()
+        }
         new_state, metrics = jax.eval_shape(train_step, state, batch, jax.random.key(0))
-        assert jax.tree.map(lambda x: x.shape, new_state.params) == \
-            jax.tree.map(lambda x: x.shape, state.params), path
+        assert jax.tree.map(lambda x: x.shape, new_state.params) == jax.tree.map(
+            lambda x: x.shape, state.params
+        ), path
         assert metrics["loss"].shape == (), path
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda c: setattr(c, "global_batch_size", 12),
-     "global_batch_size=12 is not divisible by the 8 devices"),
-    (lambda c: setattr(c.input, "crop_size", 64),
-     r"crops do not fit the input \(60, 64, 64\): large spatial crop 6×6 is larger than the 4×4"),
-    (lambda c: setattr(c.input, "num_frames", 16),
-     "large temporal crop of 6 steps is longer than the feature map's T'=2"),
-    (lambda c: setattr(c.model, "pooling", "max"), "unknown model.pooling 'max'"),
-    (lambda c: setattr(c.eval, "method", "svm"), "unknown eval.method 'svm' for mode 'pretrain'"),
-    (lambda c: setattr(c, "mode", "finetune"),
-     "unknown mode 'finetune'; expected 'pretrain' or 'supervised'"),
-    (lambda c: setattr(c, "mode", "supervised"),
-     "mode 'supervised' needs a config.supervised section"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda c: setattr(c, "global_batch_size", 12),
+            "global_batch_size=12 is not divisible by the 8 devices",
+        ),
+        (
+            lambda c: setattr(c.input, "crop_size", 64),
+            r"crops do not fit the input \(60, 64, 64\): large spatial crop 6×6 is larger than the 4×4",
+        ),
+        (
+            lambda c: setattr(c.input, "num_frames", 16),
+            "large temporal crop of 6 steps is longer than the feature map's T'=2",
+        ),
+        (lambda c: setattr(c.model, "pooling", "max"), "unknown model.pooling 'max'"),
+        (
+            lambda c: setattr(c.eval, "method", "svm"),
+            "unknown eval.method 'svm' for mode 'pretrain'",
+        ),
+        (
+            lambda c: setattr(c, "mode", "finetune"),
+            "unknown mode 'finetune'; expected 'pretrain' or 'supervised'",
+        ),
+        (
+            lambda c: setattr(c, "mode", "supervised"),
+            "mode 'supervised' needs a config.supervised section",
+        ),
+    ],
+)
 def test_config_errors_are_one_clear_line(change, message):
     from configs import sota
 
@@ -78,9 +102,13 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
     from configs import sota
 
     config = sota.get_config()
-    with pytest.raises(train.ConfigError, match=(
+    with pytest.raises(
+        train.ConfigError,
+        match=(
             r"dataset 'stica_kinetics400' is not prepared under .*; prepare it with: "
-            r"python -m data_pipeline.prepare kinetics400 --manual_dir=.* --data_dir=")):
+            r"python -m data_pipeline.prepare kinetics400 --manual_dir=.* --data_dir="
+        ),
+    ):
         train.ensure_dataset(config, str(tmp_path))
 
 
@@ -100,8 +128,11 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run, capsy
     history = [h for h in lines if "loss" in h]
     assert [h["step"] for h in history] == list(range(1, 13))
     trained = summary["probe"]["trained"]
-    assert lines[-1] == {"step": 12, "eval/linear_probe_video_top1": trained["video"],
-                         "eval/linear_probe_audio_top1": trained["audio"]}
+    assert lines[-1] == {
+        "step": 12,
+        "eval/linear_probe_video_top1": trained["video"],
+        "eval/linear_probe_audio_top1": trained["audio"],
+    }
     losses = [h["loss"] for h in history]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # real steps on real data drop the loss

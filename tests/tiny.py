@@ -61,7 +61,8 @@ def tiny_supervised_config(dtype: str = "float32", *, crops: bool = True, dropou
     config = tiny_config(dtype)
     config.mode = "supervised"
     config.supervised = ml_collections.ConfigDict(
-        dict(num_classes=10, dropout=dropout, crop_loss_weight=0.5))
+        dict(num_classes=10, dropout=dropout, crop_loss_weight=0.5)
+    )
     c = config.crops
     c.enabled = crops
     c.n_space_large, c.n_space_small, c.n_time_large, c.n_time_small = 2, 2, 0, 0
@@ -71,6 +72,8 @@ def tiny_supervised_config(dtype: str = "float32", *, crops: bool = True, dropou
 def random_supervised_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A supervised batch: `random_batch`'s first view, labels 0..9 in turn, indices 0..B-1."""
     batch = random_batch(config, batch_size, seed)
-    return {"video": batch["video1"],
-            "label": np.arange(batch_size, dtype=np.int32) % config.supervised.num_classes,
-            "index": batch["index"]}
+    return {
+        "video": batch["video1"],
+        "label": np.arange(batch_size, dtype=np.int32) % config.supervised.num_classes,
+        "index": batch["index"],
+    }

@@ -20,7 +20,8 @@ def get_config():
     config = tiny_demo_config.get_config()
     config.mode = "supervised"
     config.supervised = ml_collections.ConfigDict(
-        dict(num_classes=0, dropout=0.0, crop_loss_weight=0.5))  # 0: AV-digits' 10 digits
+        dict(num_classes=0, dropout=0.0, crop_loss_weight=0.5)
+    )  # 0: AV-digits' 10 digits
     i = config.input
     i.crop_size = 48  # map 3×3: room for 2×2 and 1×1 crops
     i.num_frames, i.frame_stride = 8, 4  # T'=1, spanning 1 s

@@ -30,8 +30,13 @@ def make_logits_fn(graphdef: nnx.GraphDef) -> Callable:
     return jax.jit(logits)
 
 
-def top1_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tuple[Any, Any]],
-                    data_dir: str | None, mesh: jax.sharding.Mesh) -> dict[str, dict[str, float]]:
+def top1_accuracies(
+    config: Any,
+    graphdef: nnx.GraphDef,
+    states: dict[str, tuple[Any, Any]],
+    data_dir: str | None,
+    mesh: jax.sharding.Mesh,
+) -> dict[str, dict[str, float]]:
     """`{state_name: {"video": top-1 %}}` on `config.eval.dataset`, split `eval.test_split`.
 
     `states` maps a name ("trained", "random init") to (params, batch_stats); the table has
@@ -43,9 +48,12 @@ def top1_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tuple
     logits_fn = make_logits_fn(graphdef)
     results = {}
     for name, (params, batch_stats) in states.items():
-        batches = pipeline.make_eval_dataset(eval_input_config(config), split=ev.test_split,
-                                             data_dir=data_dir,
-                                             batch_size_per_host=ev.batch_size // jax.process_count())
+        batches = pipeline.make_eval_dataset(
+            eval_input_config(config),
+            split=ev.test_split,
+            data_dir=data_dir,
+            batch_size_per_host=ev.batch_size // jax.process_count(),
+        )
         logits, labels = extract(logits_fn, params, batch_stats, batches, "video", mesh)
         results[name] = {"video": 100.0 * float(np.mean(np.argmax(logits, -1) == labels))}
     return results

@@ -43,23 +43,37 @@ def make_feature_fn(graphdef: nnx.GraphDef, modality: str) -> Callable:
     return jax.jit(features)
 
 
-def extract(feature_fn: Callable, params, batch_stats, batches: Iterable[dict[str, np.ndarray]],
-            modality: str, mesh: jax.sharding.Mesh) -> tuple[np.ndarray, np.ndarray]:
+def extract(
+    feature_fn: Callable,
+    params,
+    batch_stats,
+    batches: Iterable[dict[str, np.ndarray]],
+    modality: str,
+    mesh: jax.sharding.Mesh,
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every real (mask True) example, gathered from all hosts."""
     feats, labels = [], []
     for batch in batches:
         local = {"x": batch[modality], "label": batch["label"], "mask": batch["mask"]}
         global_ = step_lib.global_batch(local, mesh)
         f = feature_fn(params, batch_stats, global_["x"])
-        f, y, m = (multihost_utils.process_allgather(a, tiled=True)
-                   for a in (f, global_["label"], global_["mask"]))
+        f, y, m = (
+            multihost_utils.process_allgather(a, tiled=True)
+            for a in (f, global_["label"], global_["mask"])
+        )
         feats.append(np.asarray(f)[np.asarray(m)])
         labels.append(np.asarray(y)[np.asarray(m)])
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                          test_y: np.ndarray, *, c: float = 1.0) -> float:
+def linear_probe_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    c: float = 1.0,
+) -> float:
     """Top-1 (%) of an L2-regularised logistic regression on standardised features."""
     scaler = StandardScaler().fit(train_x)
     clf = LogisticRegression(C=c, max_iter=2000)
@@ -67,8 +81,9 @@ def linear_probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     return 100.0 * float(np.mean(clf.predict(scaler.transform(test_x)) == test_y))
 
 
-def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                 test_y: np.ndarray, *, k: int = 20) -> float:
+def knn_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *, k: int = 20
+) -> float:
     """Top-1 (%) of a cosine-similarity k-nearest-neighbour majority vote."""
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sims = unit(test_x) @ unit(train_x).T
@@ -81,8 +96,9 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 PROBES = {"linear_probe": linear_probe_accuracy, "knn": knn_accuracy}
 
 
-def probe(method: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
-          ) -> float:
+def probe(
+    method: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
+) -> float:
     if method not in PROBES:
         raise ValueError(f"unknown probe {method!r}; expected one of {sorted(PROBES)}")
     return PROBES[method](*train, *test)
@@ -91,13 +107,23 @@ def probe(method: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndar
 def eval_input_config(config: Any) -> dict[str, Any]:
     """The input pipeline's config for `config.eval`: its dataset, clips × crops, sub-clips."""
     ev = config.eval
-    return dict(config.input.to_dict(), dataset=ev.dataset, eval_clips=ev.clips,
-                eval_crops=ev.crops, audio_eval_subclips=ev.audio_subclips,
-                audio_eval_seconds=config.input.audio_seconds)
+    return dict(
+        config.input.to_dict(),
+        dataset=ev.dataset,
+        eval_clips=ev.clips,
+        eval_crops=ev.crops,
+        audio_eval_subclips=ev.audio_subclips,
+        audio_eval_seconds=config.input.audio_seconds,
+    )
 
 
-def probe_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tuple[Any, Any]],
-                     data_dir: str, mesh: jax.sharding.Mesh) -> dict[str, dict[str, float]]:
+def probe_accuracies(
+    config: Any,
+    graphdef: nnx.GraphDef,
+    states: dict[str, tuple[Any, Any]],
+    data_dir: str,
+    mesh: jax.sharding.Mesh,
+) -> dict[str, dict[str, float]]:
     """`{state_name: {modality: top-1}}` of `config.eval.method` on `config.eval.dataset`.
 
     `states` maps a name ("trained", "random init") to (params, batch_stats).
@@ -109,13 +135,23 @@ def probe_accuracies(config: Any, graphdef: nnx.GraphDef, states: dict[str, tupl
     per_host = ev.batch_size // jax.process_count()
     results: dict[str, dict[str, float]] = {name: {} for name in states}
     for modality in ev.modalities:
-        make = (pipeline.make_eval_dataset if modality == "video"
-                else pipeline.make_audio_eval_dataset)
+        make = (
+            pipeline.make_eval_dataset if modality == "video" else pipeline.make_audio_eval_dataset
+        )
         feature_fn = make_feature_fn(graphdef, modality)
         for name, (params, batch_stats) in states.items():
-            splits = [extract(feature_fn, params, batch_stats,
-                              make(input_config, split=split, data_dir=data_dir,
-                                   batch_size_per_host=per_host), modality, mesh)
-                      for split in (ev.train_split, ev.test_split)]
+            splits = [
+                extract(
+                    feature_fn,
+                    params,
+                    batch_stats,
+                    make(
+                        input_config, split=split, data_dir=data_dir, batch_size_per_host=per_host
+                    ),
+                    modality,
+                    mesh,
+                )
+                for split in (ev.train_split, ev.test_split)
+            ]
             results[name][modality] = probe(ev.method, splits[0], splits[1])
     return results

@@ -114,8 +114,10 @@ _CONVERTERS: dict[str, tuple[Callable, Callable]] = {
     "qkv_weight": (_qkv_weight_to_torch, _qkv_weight_to_jax),
     "qkv_bias": (_qkv_bias_to_torch, _qkv_bias_to_jax),
     # out.kernel [heads, head_dim, D] ↔ out_proj.weight [D, D]
-    "out_weight": (lambda k: k.reshape(-1, k.shape[-1]).T,
-                   lambda t, shapes: [t.T.reshape(shapes[0])]),
+    "out_weight": (
+        lambda k: k.reshape(-1, k.shape[-1]).T,
+        lambda t, shapes: [t.T.reshape(shapes[0])],
+    ),
 }
 
 
@@ -128,8 +130,9 @@ class _Entry:
     kind: str
 
     def under(self, torch_prefix: str, jax_prefix: Path) -> "_Entry":
-        return _Entry(torch_prefix + self.torch_key,
-                      tuple(jax_prefix + p for p in self.jax_paths), self.kind)
+        return _Entry(
+            torch_prefix + self.torch_key, tuple(jax_prefix + p for p in self.jax_paths), self.kind
+        )
 
 
 def _e(torch_key: str, path: Path, kind: str = "same") -> _Entry:
@@ -137,9 +140,13 @@ def _e(torch_key: str, path: Path, kind: str = "same") -> _Entry:
 
 
 def _bn(t: str, p: Path) -> list[_Entry]:
-    return [_e(f"{t}.weight", p + ("scale",)), _e(f"{t}.bias", p + ("bias",)),
-            _e(f"{t}.running_mean", p + ("mean",)), _e(f"{t}.running_var", p + ("var",)),
-            _Entry(f"{t}.num_batches_tracked", (), "count")]
+    return [
+        _e(f"{t}.weight", p + ("scale",)),
+        _e(f"{t}.bias", p + ("bias",)),
+        _e(f"{t}.running_mean", p + ("mean",)),
+        _e(f"{t}.running_var", p + ("var",)),
+        _Entry(f"{t}.num_batches_tracked", (), "count"),
+    ]
 
 
 def _under(entries: Iterable[_Entry], torch_prefix: str, jax_prefix: Path) -> list[_Entry]:
@@ -148,21 +155,27 @@ def _under(entries: Iterable[_Entry], torch_prefix: str, jax_prefix: Path) -> li
 
 def _video_entries(backbone: VideoResNet) -> list[_Entry]:
     """torchvision r2plus1d_18 names (without fc) of a VideoResNet's variables."""
-    entries = [_e("stem.0.weight", ("stem", "spatial", "kernel"), "conv"),
-               *_bn("stem.1", ("stem", "bn1")),
-               _e("stem.3.weight", ("stem", "temporal", "kernel"), "conv"),
-               *_bn("stem.4", ("stem", "bn2"))]
+    entries = [
+        _e("stem.0.weight", ("stem", "spatial", "kernel"), "conv"),
+        *_bn("stem.1", ("stem", "bn1")),
+        _e("stem.3.weight", ("stem", "temporal", "kernel"), "conv"),
+        *_bn("stem.4", ("stem", "bn2")),
+    ]
     for i, layer in enumerate(backbone.layers):
         for j, block in enumerate(layer):
             t, p = f"layer{i + 1}.{j}", ("layers", i, j)
             for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
-                entries += [_e(f"{t}.{conv}.0.0.weight", p + (conv, "spatial", "kernel"), "conv"),
-                            *_bn(f"{t}.{conv}.0.1", p + (conv, "bn")),
-                            _e(f"{t}.{conv}.0.3.weight", p + (conv, "temporal", "kernel"), "conv"),
-                            *_bn(f"{t}.{conv}.1", p + (bn,))]
+                entries += [
+                    _e(f"{t}.{conv}.0.0.weight", p + (conv, "spatial", "kernel"), "conv"),
+                    *_bn(f"{t}.{conv}.0.1", p + (conv, "bn")),
+                    _e(f"{t}.{conv}.0.3.weight", p + (conv, "temporal", "kernel"), "conv"),
+                    *_bn(f"{t}.{conv}.1", p + (bn,)),
+                ]
             if block.downsample_conv is not None:
-                entries += [_e(f"{t}.downsample.0.weight", p + ("downsample_conv", "kernel"), "conv"),
-                            *_bn(f"{t}.downsample.1", p + ("downsample_bn",))]
+                entries += [
+                    _e(f"{t}.downsample.0.weight", p + ("downsample_conv", "kernel"), "conv"),
+                    *_bn(f"{t}.downsample.1", p + ("downsample_bn",)),
+                ]
     return entries
 
 
@@ -171,11 +184,17 @@ def _audio_entries(backbone: AudioResNet) -> list[_Entry]:
     entries = [_e("conv1.weight", ("conv1", "kernel"), "conv"), *_bn("bn1", ("bn1",))]
     for i, block in enumerate(backbone.layers):
         t, p = f"layer{i + 1}.0", ("layers", i)
-        entries += [_e(f"{t}.conv1.weight", p + ("conv1", "kernel"), "conv"), *_bn(f"{t}.bn1", p + ("bn1",)),
-                    _e(f"{t}.conv2.weight", p + ("conv2", "kernel"), "conv"), *_bn(f"{t}.bn2", p + ("bn2",))]
+        entries += [
+            _e(f"{t}.conv1.weight", p + ("conv1", "kernel"), "conv"),
+            *_bn(f"{t}.bn1", p + ("bn1",)),
+            _e(f"{t}.conv2.weight", p + ("conv2", "kernel"), "conv"),
+            *_bn(f"{t}.bn2", p + ("bn2",)),
+        ]
         if block.downsample_conv is not None:
-            entries += [_e(f"{t}.downsample.0.weight", p + ("downsample_conv", "kernel"), "conv"),
-                        *_bn(f"{t}.downsample.1", p + ("downsample_bn",))]
+            entries += [
+                _e(f"{t}.downsample.0.weight", p + ("downsample_conv", "kernel"), "conv"),
+                *_bn(f"{t}.downsample.1", p + ("downsample_bn",)),
+            ]
     return entries
 
 
@@ -194,25 +213,37 @@ def _pooling_entries(pooling: nnx.Module) -> list[_Entry]:
         t, p = f"layers.{i}", ("layers", i)
         a = p + ("attention",)
         entries += [
-            _Entry(f"{t}.self_attn.in_proj_weight",
-                   tuple(a + (n, "kernel") for n in ("query", "key", "value")), "qkv_weight"),
-            _Entry(f"{t}.self_attn.in_proj_bias",
-                   tuple(a + (n, "bias") for n in ("query", "key", "value")), "qkv_bias"),
+            _Entry(
+                f"{t}.self_attn.in_proj_weight",
+                tuple(a + (n, "kernel") for n in ("query", "key", "value")),
+                "qkv_weight",
+            ),
+            _Entry(
+                f"{t}.self_attn.in_proj_bias",
+                tuple(a + (n, "bias") for n in ("query", "key", "value")),
+                "qkv_bias",
+            ),
             _e(f"{t}.self_attn.out_proj.weight", a + ("out", "kernel"), "out_weight"),
             _e(f"{t}.self_attn.out_proj.bias", a + ("out", "bias")),
             _e(f"{t}.linear1.weight", p + ("linear1", "kernel"), "linear"),
             _e(f"{t}.linear1.bias", p + ("linear1", "bias")),
             _e(f"{t}.linear2.weight", p + ("linear2", "kernel"), "linear"),
             _e(f"{t}.linear2.bias", p + ("linear2", "bias")),
-            _e(f"{t}.norm1.weight", p + ("norm1", "scale")), _e(f"{t}.norm1.bias", p + ("norm1", "bias")),
-            _e(f"{t}.norm2.weight", p + ("norm2", "scale")), _e(f"{t}.norm2.bias", p + ("norm2", "bias")),
+            _e(f"{t}.norm1.weight", p + ("norm1", "scale")),
+            _e(f"{t}.norm1.bias", p + ("norm1", "bias")),
+            _e(f"{t}.norm2.weight", p + ("norm2", "scale")),
+            _e(f"{t}.norm2.bias", p + ("norm2", "bias")),
         ]
     return entries
 
 
 def _head_entries() -> list[_Entry]:
-    return [_e("fc1.weight", ("fc1", "kernel"), "linear"), *_bn("bn", ("bn",)),
-            _e("fc2.weight", ("fc2", "kernel"), "linear"), _e("fc2.bias", ("fc2", "bias"))]
+    return [
+        _e("fc1.weight", ("fc1", "kernel"), "linear"),
+        *_bn("bn", ("bn",)),
+        _e("fc2.weight", ("fc2", "kernel"), "linear"),
+        _e("fc2.bias", ("fc2", "bias")),
+    ]
 
 
 def _heads_file_entries(model: nnx.Module) -> list[_Entry]:
@@ -228,6 +259,7 @@ def _heads_file_entries(model: nnx.Module) -> list[_Entry]:
 
 # --- reading and writing variables ----------------------------------------------------------
 
+
 def _variable(root: nnx.Module, path: Path) -> nnx.Variable:
     node: Any = root
     for part in path:
@@ -237,7 +269,9 @@ def _variable(root: nnx.Module, path: Path) -> nnx.Variable:
     return node
 
 
-def _to_torch_arrays(root: nnx.Module, entries: Sequence[_Entry], step: int) -> dict[str, np.ndarray]:
+def _to_torch_arrays(
+    root: nnx.Module, entries: Sequence[_Entry], step: int
+) -> dict[str, np.ndarray]:
     out = {}
     for e in entries:
         if e.kind == "count":  # torch's BatchNorm update counter; only used with momentum=None
@@ -255,7 +289,9 @@ def _torch_shape(e: _Entry, jax_shapes: Sequence[tuple[int, ...]]) -> tuple[int,
 
 
 def _list_names(title: str, names: Sequence[str], limit: int = 40) -> str:
-    shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+    shown = ", ".join(names[:limit]) + (
+        f", ... and {len(names) - limit} more" if len(names) > limit else ""
+    )
     return f"\n  {title} ({len(names)}): {shown}"
 
 
@@ -270,8 +306,15 @@ class _Plan:
             var.set_value(jnp.asarray(array, dtype=var.get_value().dtype))
 
 
-def _plan(root: nnx.Module, entries: Sequence[_Entry], state: dict[str, np.ndarray], *,
-          source: str, target: str, plan: _Plan) -> None:
+def _plan(
+    root: nnx.Module,
+    entries: Sequence[_Entry],
+    state: dict[str, np.ndarray],
+    *,
+    source: str,
+    target: str,
+    plan: _Plan,
+) -> None:
     """Match `state` against `entries` exactly (every key, every shape) or raise by name."""
     expected = {e.torch_key: e for e in entries}
     missing = [k for k, e in expected.items() if k not in state and e.kind != "count"]
@@ -296,13 +339,16 @@ def _plan(root: nnx.Module, entries: Sequence[_Entry], state: dict[str, np.ndarr
         if mismatched:
             message += _list_names("shape mismatches", mismatched)
         if len(missing) > len(expected) // 2:
-            message += ("\n  (most keys are missing: is this a state dict of another "
-                        "architecture, or does it need a `prefix`?)")
+            message += (
+                "\n  (most keys are missing: is this a state dict of another "
+                "architecture, or does it need a `prefix`?)"
+            )
         raise StateDictMismatchError(message)
     plan.assignments.extend(pending)
 
 
 # --- weight files ---------------------------------------------------------------------------
+
 
 def _looks_like_safetensors(path: pathlib.Path) -> bool:
     with open(path, "rb") as f:
@@ -314,8 +360,10 @@ def _torch_state_dict(path: pathlib.Path) -> dict[str, Any]:
     try:
         import torch
     except ImportError as e:  # pragma: no cover - the `torch` extra is missing
-        raise WeightFileError(f"{path}: reading a PyTorch file needs torch "
-                              "(pip install 'stica_jax[torch]'), or convert it to safetensors") from e
+        raise WeightFileError(
+            f"{path}: reading a PyTorch file needs torch "
+            "(pip install 'stica_jax[torch]'), or convert it to safetensors"
+        ) from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
@@ -324,12 +372,16 @@ def _torch_state_dict(path: pathlib.Path) -> dict[str, Any]:
             f"{str(e).splitlines()[0] if str(e) else ''}\n  It is corrupt, truncated, or a pickle "
             "of arbitrary Python objects (e.g. a whole nn.Module), which stica_jax refuses to "
             "unpickle. Save the weights only: `torch.save(model.state_dict(), path)` or "
-            "`safetensors.torch.save_file(model.state_dict(), path)`.") from e
+            "`safetensors.torch.save_file(model.state_dict(), path)`."
+        ) from e
     # Training checkpoints wrap the state dict: {"state_dict": ...}, {"model": ...}.
     for _ in range(2):
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = [obj[k] for k in ("state_dict", "model_state_dict", "model", "module")
-                     if isinstance(obj.get(k), dict)]
+            inner = [
+                obj[k]
+                for k in ("state_dict", "model_state_dict", "model", "module")
+                if isinstance(obj.get(k), dict)
+            ]
             if inner:
                 obj = inner[0]
     if not isinstance(obj, dict):
@@ -357,18 +409,19 @@ def read_state_dict(path: str | os.PathLike, *, prefix: str = "") -> dict[str, n
         try:
             state = load_file(path)
         except (SafetensorError, ValueError, OSError) as e:
-            raise WeightFileError(f"{path} is not a readable safetensors file (corrupt or "
-                                  f"truncated?): {e}") from e
+            raise WeightFileError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): {e}"
+            ) from e
     else:
         state = _torch_state_dict(path)
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     if prefix:
-        selected = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        selected = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not selected:
             raise StateDictMismatchError(
-                f"{path}: no key starts with prefix {prefix!r}; keys look like "
-                f"{sorted(state)[:5]}")
+                f"{path}: no key starts with prefix {prefix!r}; keys look like {sorted(state)[:5]}"
+            )
         state = selected
     return state
 
@@ -380,12 +433,14 @@ def _save(path: pathlib.Path, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
 
 # --- export ---------------------------------------------------------------------------------
 
+
 def _require_torchvision_video(backbone: VideoResNet) -> None:
     if backbone.widths != TORCHVISION_WIDTHS or backbone.depths != R2PLUS1D_18_DEPTHS:
         raise UnsupportedArchitectureError(
             f"the video backbone (widths {backbone.widths}, depths {backbone.depths}) has no "
             f"torchvision counterpart: r2plus1d_18 needs widths {TORCHVISION_WIDTHS} and depths "
-            f"{R2PLUS1D_18_DEPTHS}. Slim variants cannot be exported to PyTorch.")
+            f"{R2PLUS1D_18_DEPTHS}. Slim variants cannot be exported to PyTorch."
+        )
 
 
 def _require_torchvision_audio(backbone: AudioResNet) -> None:
@@ -393,7 +448,8 @@ def _require_torchvision_audio(backbone: AudioResNet) -> None:
         raise UnsupportedArchitectureError(
             f"the audio backbone (widths {backbone.widths}) has no torchvision counterpart: "
             f"ResNet(BasicBlock, [1, 1, 1, 1]) needs widths {TORCHVISION_WIDTHS}. Slim variants "
-            "cannot be exported to PyTorch.")
+            "cannot be exported to PyTorch."
+        )
 
 
 def _pooling_arch(pooling: nnx.Module) -> dict[str, Any]:
@@ -402,24 +458,40 @@ def _pooling_arch(pooling: nnx.Module) -> dict[str, Any]:
     max_len, width = pooling.pos_embedding.get_value().shape
     layer = pooling.layers[0]
     heads = layer.attention.query.kernel.get_value().shape[1]
-    return {"kind": "transformer", "width": int(width), "num_layers": len(pooling.layers),
-            "num_heads": int(heads), "mlp_width": int(layer.linear1.kernel.get_value().shape[1]),
-            "max_len": int(max_len), "activation": "gelu (exact erf)", "norm_first": False,
-            "layer_norm_eps": 1e-5, "output": "mean of the output tokens"}
+    return {
+        "kind": "transformer",
+        "width": int(width),
+        "num_layers": len(pooling.layers),
+        "num_heads": int(heads),
+        "mlp_width": int(layer.linear1.kernel.get_value().shape[1]),
+        "max_len": int(max_len),
+        "activation": "gelu (exact erf)",
+        "norm_first": False,
+        "layer_norm_eps": 1e-5,
+        "output": "mean of the output tokens",
+    }
 
 
 def _head_arch(head: ProjectionHead) -> dict[str, Any]:
     in_features, hidden = head.fc1.kernel.get_value().shape
-    return {"in_features": int(in_features), "hidden": int(hidden),
-            "out_features": int(head.fc2.kernel.get_value().shape[1]),
-            "dropout": head.dropout1.rate, "output": "L2-normalised"}
+    return {
+        "in_features": int(in_features),
+        "hidden": int(hidden),
+        "out_features": int(head.fc2.kernel.get_value().shape[1]),
+        "dropout": head.dropout1.rate,
+        "output": "L2-normalised",
+    }
 
 
 def _json_config(config: Any) -> Any:
     if config is None:
         return None
-    return json.loads(json.dumps(config.to_dict() if hasattr(config, "to_dict") else dict(config),
-                                 default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    return json.loads(
+        json.dumps(
+            config.to_dict() if hasattr(config, "to_dict") else dict(config),
+            default=lambda o: list(o) if isinstance(o, tuple) else str(o),
+        )
+    )
 
 
 def _input_conventions(config: Any) -> dict[str, Any]:
@@ -427,23 +499,36 @@ def _input_conventions(config: Any) -> dict[str, Any]:
     get = lambda key: inp.get(key) if inp else None  # noqa: E731
     return {
         "video": {
-            "torch_layout": "NCTHW", "jax_layout": "NTHWC", "channels": "RGB",
-            "normalisation": "(pixel / 255 - mean) / std", "mean": [VIDEO_MEAN] * 3,
-            "std": [VIDEO_STD] * 3, "num_frames": get("num_frames"), "fps": get("fps"),
-            "crop_size": get("crop_size")},
+            "torch_layout": "NCTHW",
+            "jax_layout": "NTHWC",
+            "channels": "RGB",
+            "normalisation": "(pixel / 255 - mean) / std",
+            "mean": [VIDEO_MEAN] * 3,
+            "std": [VIDEO_STD] * 3,
+            "num_frames": get("num_frames"),
+            "fps": get("fps"),
+            "crop_size": get("crop_size"),
+        },
         "audio": {
-            "torch_layout": "N1FT (batch, 1, mel bins, frames)", "jax_layout": "NFT1",
+            "torch_layout": "N1FT (batch, 1, mel bins, frames)",
+            "jax_layout": "NFT1",
             "feature": "log(mel_power + log_offset): |STFT|^2 with a periodic Hann window, "
-                       "no end padding, HTK mel filterbank from 0 Hz to Nyquist (tf.signal)",
-            "log_offset": LOG_MEL_OFFSET, "sample_rate": get("sample_rate"),
-            "num_mel_bins": get("num_mel_bins"), "window_length": get("window_length"),
-            "hop_length": get("hop_length"), "fft_length": get("fft_length"),
-            "seconds": get("audio_seconds"), "channels": "mono"},
+            "no end padding, HTK mel filterbank from 0 Hz to Nyquist (tf.signal)",
+            "log_offset": LOG_MEL_OFFSET,
+            "sample_rate": get("sample_rate"),
+            "num_mel_bins": get("num_mel_bins"),
+            "window_length": get("window_length"),
+            "hop_length": get("hop_length"),
+            "fft_length": get("fft_length"),
+            "seconds": get("audio_seconds"),
+            "channels": "mono",
+        },
     }
 
 
-def export_model(model: nnx.Module, config: Any, out_dir: str | os.PathLike,
-                 step: int = 0) -> dict[str, Any]:
+def export_model(
+    model: nnx.Module, config: Any, out_dir: str | os.PathLike, step: int = 0
+) -> dict[str, Any]:
     """Write `model` (a `STiCA` or `VideoClassifier`) as PyTorch safetensors + `manifest.json`.
 
     Args:
@@ -454,7 +539,9 @@ def export_model(model: nnx.Module, config: Any, out_dir: str | os.PathLike,
     Returns the manifest.
     """
     if not isinstance(model, (STiCA, VideoClassifier)):
-        raise TypeError(f"export_model takes a STiCA or VideoClassifier, got {type(model).__name__}")
+        raise TypeError(
+            f"export_model takes a STiCA or VideoClassifier, got {type(model).__name__}"
+        )
     _require_torchvision_video(model.video_backbone)
     is_stica = isinstance(model, STiCA)
     if is_stica:
@@ -471,12 +558,17 @@ def export_model(model: nnx.Module, config: Any, out_dir: str | os.PathLike,
     arch: dict[str, Any] = {
         "model_type": "stica" if is_stica else "video_classifier",
         "video_backbone": {
-            "file": VIDEO_FILE, "torchvision": "torchvision.models.video.r2plus1d_18",
-            "has_fc": fc_in_video, "num_classes": num_classes if fc_in_video else None,
-            "load": ("model = r2plus1d_18(num_classes=num_classes); model.load_state_dict(sd)"
-                     if fc_in_video else
-                     "model = r2plus1d_18(); model.fc = torch.nn.Identity(); "
-                     "model.load_state_dict(sd)  # strict; no fc in this file")},
+            "file": VIDEO_FILE,
+            "torchvision": "torchvision.models.video.r2plus1d_18",
+            "has_fc": fc_in_video,
+            "num_classes": num_classes if fc_in_video else None,
+            "load": (
+                "model = r2plus1d_18(num_classes=num_classes); model.load_state_dict(sd)"
+                if fc_in_video
+                else "model = r2plus1d_18(); model.fc = torch.nn.Identity(); "
+                "model.load_state_dict(sd)  # strict; no fc in this file"
+            ),
+        },
         "video_pooling": _pooling_arch(model.video_pooling),
     }
     if is_stica:
@@ -485,14 +577,19 @@ def export_model(model: nnx.Module, config: Any, out_dir: str | os.PathLike,
         arch["audio_backbone"] = {
             "file": AUDIO_FILE,
             "torchvision": "torchvision.models.resnet.ResNet(BasicBlock, [1, 1, 1, 1])",
-            "load": ("model = ResNet(BasicBlock, [1, 1, 1, 1]); model.conv1 = "
-                     "torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False); model.fc = torch.nn.Identity(); "
-                     "model.load_state_dict(sd)  # strict; no fc in this file")}
+            "load": (
+                "model = ResNet(BasicBlock, [1, 1, 1, 1]); model.conv1 = "
+                "torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False); model.fc = torch.nn.Identity(); "
+                "model.load_state_dict(sd)  # strict; no fc in this file"
+            ),
+        }
         arch["video_head"] = _head_arch(model.video_head)
         arch["audio_head"] = _head_arch(model.audio_head)
     elif not fc_in_video:
-        arch["fc"] = {"in_features": int(model.fc.kernel.get_value().shape[0]),
-                      "out_features": num_classes}
+        arch["fc"] = {
+            "in_features": int(model.fc.kernel.get_value().shape[0]),
+            "out_features": num_classes,
+        }
     heads_entries = _heads_file_entries(model)
     if heads_entries:
         files[HEADS_FILE] = _save(out / HEADS_FILE, _to_torch_arrays(model, heads_entries, step))
@@ -512,14 +609,18 @@ def export_model(model: nnx.Module, config: Any, out_dir: str | os.PathLike,
 
 # --- import ---------------------------------------------------------------------------------
 
+
 def _abstract(make: Callable[[], nnx.Module]) -> nnx.Module:
     """A module whose variables hold only shapes; every one of them is assigned on import."""
     return nnx.eval_shape(make)
 
 
 def _check_concrete(model: nnx.Module) -> None:
-    abstract = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(
-        nnx.state(model)) if isinstance(v, jax.ShapeDtypeStruct)]
+    abstract = [
+        jax.tree_util.keystr(p)
+        for p, v in jax.tree_util.tree_leaves_with_path(nnx.state(model))
+        if isinstance(v, jax.ShapeDtypeStruct)
+    ]
     if abstract:  # pragma: no cover - would be a bug in the key tables
         raise RuntimeError(f"variables left unassigned by the import: {abstract}")
 
@@ -528,8 +629,9 @@ def _video_backbone(model: nnx.Module) -> VideoResNet:
     return model if isinstance(model, VideoResNet) else model.video_backbone
 
 
-def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | None = None, *,
-                                prefix: str = "") -> nnx.Module:
+def load_torchvision_r2plus1d18(
+    path: str | os.PathLike, model: nnx.Module | None = None, *, prefix: str = ""
+) -> nnx.Module:
     """stica_jax weights from a torchvision `r2plus1d_18` state dict (safetensors or `.pth`).
 
     Args:
@@ -560,16 +662,23 @@ def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | Non
     backbone = _video_backbone(model)
     fc_root = model if isinstance(model, VideoClassifier) else None
     plan = _Plan()
-    _plan(backbone, _video_entries(backbone), state, source=str(path),
-          target="torchvision r2plus1d_18", plan=plan)
+    _plan(
+        backbone,
+        _video_entries(backbone),
+        state,
+        source=str(path),
+        target="torchvision r2plus1d_18",
+        plan=plan,
+    )
     if fc and fc_root is not None:
         try:
             _plan(fc_root, _fc_entries(), fc, source=str(path), target="the model's fc", plan=plan)
         except StateDictMismatchError as e:
             _log.warning("%s: fc not loaded, model.fc keeps its initialisation: %s", path, e)
     elif fc:
-        _log.warning("%s: dropped %s (the %s has no classifier)", path, ", ".join(fc),
-                     type(model).__name__)
+        _log.warning(
+            "%s: dropped %s (the %s has no classifier)", path, ", ".join(fc), type(model).__name__
+        )
     elif fc_root is not None:
         _log.warning("%s has no fc: model.fc keeps its initialisation", path)
     plan.apply()
@@ -579,8 +688,9 @@ def load_torchvision_r2plus1d18(path: str | os.PathLike, model: nnx.Module | Non
     return model
 
 
-def load_torchvision_audio_resnet9(path: str | os.PathLike, model: nnx.Module | None = None, *,
-                                   prefix: str = "") -> nnx.Module:
+def load_torchvision_audio_resnet9(
+    path: str | os.PathLike, model: nnx.Module | None = None, *, prefix: str = ""
+) -> nnx.Module:
     """stica_jax weights from a torchvision `ResNet(BasicBlock, [1, 1, 1, 1])` state dict.
 
     `conv1` must have 1 input channel. `model`: an `AudioResNet` or a `STiCA` (its audio
@@ -602,8 +712,14 @@ def load_torchvision_audio_resnet9(path: str | os.PathLike, model: nnx.Module | 
     if fc:
         _log.warning("%s: dropped %s (the audio backbone has no classifier)", path, ", ".join(fc))
     plan = _Plan()
-    _plan(backbone, _audio_entries(backbone), state, source=str(path),
-          target="torchvision ResNet(BasicBlock, [1, 1, 1, 1]) with a 1-channel conv1", plan=plan)
+    _plan(
+        backbone,
+        _audio_entries(backbone),
+        state,
+        source=str(path),
+        target="torchvision ResNet(BasicBlock, [1, 1, 1, 1]) with a 1-channel conv1",
+        plan=plan,
+    )
     plan.apply()
     if created:
         _check_concrete(model)
@@ -622,28 +738,48 @@ def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module
     if manifest.get("format") != FORMAT:
         raise WeightFileError(f"{d / MANIFEST_FILE}: unknown format {manifest.get('format')!r}")
     if not isinstance(model, (STiCA, VideoClassifier)):
-        raise TypeError(f"import_model takes a STiCA or VideoClassifier, got {type(model).__name__}")
+        raise TypeError(
+            f"import_model takes a STiCA or VideoClassifier, got {type(model).__name__}"
+        )
     _require_torchvision_video(model.video_backbone)
     plan = _Plan()
     video_entries = _under(_video_entries(model.video_backbone), "", ("video_backbone",))
     if isinstance(model, VideoClassifier) and isinstance(model.video_pooling, AvgPool):
         video_entries += _fc_entries()
-    _plan(model, video_entries, read_state_dict(d / VIDEO_FILE), source=str(d / VIDEO_FILE),
-          target=f"the video backbone of the {type(model).__name__}", plan=plan)
+    _plan(
+        model,
+        video_entries,
+        read_state_dict(d / VIDEO_FILE),
+        source=str(d / VIDEO_FILE),
+        target=f"the video backbone of the {type(model).__name__}",
+        plan=plan,
+    )
     if isinstance(model, STiCA):
         _require_torchvision_audio(model.audio_backbone)
-        _plan(model, _under(_audio_entries(model.audio_backbone), "", ("audio_backbone",)),
-              read_state_dict(d / AUDIO_FILE), source=str(d / AUDIO_FILE),
-              target="the audio backbone", plan=plan)
+        _plan(
+            model,
+            _under(_audio_entries(model.audio_backbone), "", ("audio_backbone",)),
+            read_state_dict(d / AUDIO_FILE),
+            source=str(d / AUDIO_FILE),
+            target="the audio backbone",
+            plan=plan,
+        )
     heads = _heads_file_entries(model)
     if heads:
-        _plan(model, heads, read_state_dict(d / HEADS_FILE), source=str(d / HEADS_FILE),
-              target="the temporal pooling and heads", plan=plan)
+        _plan(
+            model,
+            heads,
+            read_state_dict(d / HEADS_FILE),
+            source=str(d / HEADS_FILE),
+            target="the temporal pooling and heads",
+            plan=plan,
+        )
     plan.apply()
     return model
 
 
 # --- command line ---------------------------------------------------------------------------
+
 
 def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> dict[str, Any]:
     """Export the checkpoint of `workdir` at `step` (None: the latest)."""
@@ -670,7 +806,8 @@ def _main() -> None:
     workdir = flags.DEFINE_string("workdir", None, "Training workdir whose checkpoint to export.")
     step = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
     config = config_flags.DEFINE_config_file(
-        "config", None, "Config file: export a freshly initialised model instead.", lock_config=True)
+        "config", None, "Config file: export a freshly initialised model instead.", lock_config=True
+    )
     out = flags.DEFINE_string("out", None, "Output directory.", required=True)
     seed = flags.DEFINE_integer("seed", 0, "Initialisation seed with --config.")
 

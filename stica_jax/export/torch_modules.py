@@ -68,11 +68,21 @@ class TransformerPool(nn.Module):
     def __init__(self, width: int, num_layers: int, num_heads: int, mlp_width: int, max_len: int):
         super().__init__()
         self.pos_embedding = nn.Parameter(torch.zeros(max_len, width))
-        self.layers = nn.ModuleList([
-            nn.TransformerEncoderLayer(width, num_heads, mlp_width, dropout=0.0,
-                                       activation="gelu", layer_norm_eps=1e-5, batch_first=True,
-                                       norm_first=False)
-            for _ in range(num_layers)])
+        self.layers = nn.ModuleList(
+            [
+                nn.TransformerEncoderLayer(
+                    width,
+                    num_heads,
+                    mlp_width,
+                    dropout=0.0,
+                    activation="gelu",
+                    layer_norm_eps=1e-5,
+                    batch_first=True,
+                    norm_first=False,
+                )
+                for _ in range(num_layers)
+            ]
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens `[N, T, D]`, T up to max_len → `[N, D]`."""
@@ -89,8 +99,9 @@ def temporal_pooling(arch: dict) -> nn.Module:
     """The pooling described by a manifest's `architecture.video_pooling`."""
     if arch["kind"] == "avg":
         return AvgPool()
-    return TransformerPool(arch["width"], arch["num_layers"], arch["num_heads"],
-                           arch["mlp_width"], arch["max_len"])
+    return TransformerPool(
+        arch["width"], arch["num_layers"], arch["num_heads"], arch["mlp_width"], arch["max_len"]
+    )
 
 
 class ProjectionHead(nn.Module):
@@ -141,7 +152,9 @@ class STiCAEmbedding(nn.Module):
         """audio `[B, 1, F, T]` → `[B, E]`."""
         return self.audio_head(self.audio_map(audio).mean(dim=(2, 3)))
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, video: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.embed_video(video), self.embed_audio(audio)
 
 
@@ -152,8 +165,10 @@ class VideoClassifier(nn.Module):
         super().__init__()
         self.video_backbone = video_backbone()
         self.video_pooling = temporal_pooling(arch["video_pooling"])
-        fc = arch.get("fc") or {"in_features": 512,
-                                "out_features": arch["video_backbone"]["num_classes"]}
+        fc = arch.get("fc") or {
+            "in_features": 512,
+            "out_features": arch["video_backbone"]["num_classes"],
+        }
         self.fc = nn.Linear(fc["in_features"], fc["out_features"])
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,9 @@ class BasicBlock(nnx.Module):
         self.conv2 = conv(width, width, (3, 3), (1, 1), (1, 1), dtype=dtype, rngs=rngs)
         self.bn2 = batch_norm(width, **kw)
         if stride != 1 or in_width != width:
-            self.downsample_conv = conv(in_width, width, (1, 1), (stride, stride), (0, 0),
-                                        dtype=dtype, rngs=rngs)
+            self.downsample_conv = conv(
+                in_width, width, (1, 1), (stride, stride), (0, 0), dtype=dtype, rngs=rngs
+            )
             self.downsample_bn = batch_norm(width, **kw)
         else:
             self.downsample_conv = self.downsample_bn = None
@@ -32,7 +33,9 @@ class BasicBlock(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        shortcut = x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
+        shortcut = (
+            x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
+        )
         return jax.nn.relu(y + shortcut)
 
 
@@ -63,7 +66,8 @@ class AudioResNet(nnx.Module):
         if audio.ndim != 4 or audio.shape[-1] != 1:
             raise ValueError(
                 f"audio must be a spectrogram [B, F, T, 1] (frequency first, one channel), "
-                f"got shape {audio.shape}")
+                f"got shape {audio.shape}"
+            )
         x = jax.nn.relu(self.bn1(self.conv1(audio)))
         # torch pads max-pool with -inf; flax's max_pool does too.
         x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -36,16 +36,27 @@ _CROP_DROPOUT = 300  # then crop family, large/small, crop index
 class VideoClassifier(nnx.Module):
     """`video_backbone`, `video_pooling` and a `fc` layer of `num_classes` logits."""
 
-    def __init__(self, num_classes: int, *, video_widths=(64, 128, 256, 512),
-                 video_depths=(2, 2, 2, 2), pooling: str = "avg", transformer: Any = None,
-                 dropout: float = 0.0, crops: crops_lib.CropConfig | None = None,
-                 axis_name: str | None = None, dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        video_widths=(64, 128, 256, 512),
+        video_depths=(2, 2, 2, 2),
+        pooling: str = "avg",
+        transformer: Any = None,
+        dropout: float = 0.0,
+        crops: crops_lib.CropConfig | None = None,
+        axis_name: str | None = None,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         if crops is not None:
             crops.validate()
         self.crop_config = crops
         t = dict(transformer or {})
-        self.video_backbone = VideoResNet(video_widths, video_depths, axis_name=axis_name,
-                                          dtype=dtype, rngs=rngs)
+        self.video_backbone = VideoResNet(
+            video_widths, video_depths, axis_name=axis_name, dtype=dtype, rngs=rngs
+        )
         width = self.video_backbone.out_features
         self.video_pooling = make_temporal_pooling(pooling, width, dtype=dtype, rngs=rngs, **t)
         # Per-sample masks (not nnx.Dropout): the loss must not depend on the device count.
@@ -90,31 +101,43 @@ class VideoClassifier(nnx.Module):
           of every active family, large then small (family order of `crops.FAMILIES`).
         """
         if sample_keys.shape != video.shape[:1]:
-            raise ValueError(f"batch sizes differ: video {video.shape}, sample_keys "
-                             f"{sample_keys.shape}")
+            raise ValueError(
+                f"batch sizes differ: video {video.shape}, sample_keys {sample_keys.shape}"
+            )
         fmap = self.video_map(video)
         out = {"logits": self.classify_map(fmap, fold_keys(sample_keys, _DROPOUT))}
         if self.crop_config is None:
             return out
-        crop_sets = crops_lib.feature_crops(fmap, fold_keys(sample_keys, _CROPS),
-                                            self.crop_config)
+        crop_sets = crops_lib.feature_crops(fmap, fold_keys(sample_keys, _CROPS), self.crop_config)
         logits = []
         for family, kinds in crop_sets.items():
             for kind, crops in kinds.items():
                 b, n = crops.shape[:2]
-                keys = fold_keys(sample_keys, _CROP_DROPOUT, crops_lib.FAMILIES.index(family),
-                                 0 if kind == "large" else 1)
-                crop_keys = jax.vmap(lambda k, n=n: jax.vmap(
-                    lambda j: jax.random.fold_in(k, j))(jnp.arange(n)))(keys)
-                flat = self.classify_map(rearrange(crops, "b n t h w c -> (b n) t h w c"),
-                                         crop_keys.reshape(b * n))
+                keys = fold_keys(
+                    sample_keys,
+                    _CROP_DROPOUT,
+                    crops_lib.FAMILIES.index(family),
+                    0 if kind == "large" else 1,
+                )
+                crop_keys = jax.vmap(
+                    lambda k, n=n: jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(n))
+                )(keys)
+                flat = self.classify_map(
+                    rearrange(crops, "b n t h w c -> (b n) t h w c"), crop_keys.reshape(b * n)
+                )
                 logits.append(flat.reshape(b, n, -1))
         out["crop_logits"] = jnp.concatenate(logits, axis=1)
         return out
 
 
-def build_classifier(model_config: Any, supervised_config: Any, crop_config: Any | None, *,
-                     axis_name: str | None = None, rngs: nnx.Rngs) -> VideoClassifier:
+def build_classifier(
+    model_config: Any,
+    supervised_config: Any,
+    crop_config: Any | None,
+    *,
+    axis_name: str | None = None,
+    rngs: nnx.Rngs,
+) -> VideoClassifier:
     """A `VideoClassifier` from the `model`, `supervised` and `crops` sections of a config.
 
     The backbone and temporal pooling follow `model` (as in pretraining); `supervised` gives
@@ -127,8 +150,9 @@ def build_classifier(model_config: Any, supervised_config: Any, crop_config: Any
         video_widths=tuple(model_config.video_widths),
         video_depths=tuple(model_config.video_depths),
         pooling=model_config.pooling,
-        transformer=dict(num_layers=t.num_layers, num_heads=t.num_heads,
-                         mlp_width=t.mlp_width, max_len=t.max_len),
+        transformer=dict(
+            num_layers=t.num_layers, num_heads=t.num_heads, mlp_width=t.mlp_width, max_len=t.max_len
+        ),
         dropout=float(supervised_config.dropout),
         crops=crops,
         axis_name=axis_name,

@@ -16,9 +16,17 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 class ProjectionHead(nnx.Module):
     """512 → 512 (no bias) → BN → ReLU → 256, dropout 0.3 before each dense, L2-normalised."""
 
-    def __init__(self, in_features: int = 512, hidden: int = 512, out_features: int = 256,
-                 dropout: float = 0.3, *, axis_name: str | None = None,
-                 dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int = 512,
+        hidden: int = 512,
+        out_features: int = 256,
+        dropout: float = 0.3,
+        *,
+        axis_name: str | None = None,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.dropout1 = SampleDropout(dropout)
         self.fc1 = linear(in_features, hidden, use_bias=False, dtype=dtype, rngs=rngs)
         self.bn = batch_norm(hidden, axis_name=axis_name, dtype=dtype, rngs=rngs)

@@ -43,12 +43,22 @@ class Conv(nnx.Module):
     numbers in `benchmarks/RESULTS.md`).
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int],
-                 strides: Sequence[int], padding: Sequence[int], *, dtype: Dtype,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: Sequence[int],
+        strides: Sequence[int],
+        padding: Sequence[int],
+        *,
+        dtype: Dtype,
+        rngs: nnx.Rngs,
+    ):
         if not len(kernel_size) == len(strides) == len(padding) in (2, 3):
-            raise ValueError(f"kernel_size {kernel_size}, strides {strides} and padding "
-                             f"{padding} must all have 2 or 3 entries")
+            raise ValueError(
+                f"kernel_size {kernel_size}, strides {strides} and padding "
+                f"{padding} must all have 2 or 3 entries"
+            )
         shape = (*kernel_size, in_features, out_features)
         self.kernel = nnx.Param(conv_kernel_init(rngs.params(), shape, jnp.float32))
         self.kernel_size, self.strides = tuple(kernel_size), tuple(strides)
@@ -57,8 +67,12 @@ class Conv(nnx.Module):
 
     def _conv2d(self, x, kernel, strides, padding):
         return jax.lax.conv_general_dilated(
-            x, kernel, window_strides=strides, padding=[(p, p) for p in padding],
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x,
+            kernel,
+            window_strides=strides,
+            padding=[(p, p) for p in padding],
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
@@ -77,8 +91,12 @@ class Conv(nnx.Module):
             y = self._conv2d(x.reshape(b, t, h * w, c), kernel[:, 0], (st, 1), (pt, 0))
             return y.reshape(b, y.shape[1], h, w, -1)
         return jax.lax.conv_general_dilated(
-            x, kernel, window_strides=self.strides, padding=[(p, p) for p in self.padding],
-            dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+            x,
+            kernel,
+            window_strides=self.strides,
+            padding=[(p, p) for p in self.padding],
+            dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+        )
 
 
 def conv(
@@ -92,8 +110,7 @@ def conv(
     rngs: nnx.Rngs,
 ) -> Conv:
     """A bias-free convolution with explicit symmetric padding `padding[i]` on each side."""
-    return Conv(in_features, out_features, kernel_size, strides, padding, dtype=dtype,
-                rngs=rngs)
+    return Conv(in_features, out_features, kernel_size, strides, padding, dtype=dtype, rngs=rngs)
 
 
 def batch_norm(

@@ -60,11 +60,19 @@ class STiCA(nnx.Module):
         self.audio_backbone = AudioResNet(audio_widths, **kw)
         width = self.video_backbone.out_features
         self.video_pooling = make_temporal_pooling(
-            pooling, width, num_layers=transformer_layers, num_heads=transformer_heads,
-            mlp_width=transformer_mlp_width, max_len=transformer_max_len, dtype=dtype, rngs=rngs)
+            pooling,
+            width,
+            num_layers=transformer_layers,
+            num_heads=transformer_heads,
+            mlp_width=transformer_mlp_width,
+            max_len=transformer_max_len,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.video_head = ProjectionHead(width, head_hidden, embed_dim, head_dropout, **kw)
-        self.audio_head = ProjectionHead(self.audio_backbone.out_features, head_hidden,
-                                         embed_dim, head_dropout, **kw)
+        self.audio_head = ProjectionHead(
+            self.audio_backbone.out_features, head_hidden, embed_dim, head_dropout, **kw
+        )
         self.dtype = dtype
 
     # -- pieces, usable on their own (probes, heatmaps, export checks) --------------------
@@ -97,16 +105,25 @@ class STiCA(nnx.Module):
     def _embed_crops(self, crops: jax.Array, keys: jax.Array) -> jax.Array:
         """crops `[B, n, t, h, w, C]` → `[B, n, E]`; crop j of sample i gets key fold(keys[i], j)."""
         b, n = crops.shape[:2]
-        crop_keys = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(
-            jnp.arange(n)))(keys)
-        z = self.embed_video_map(rearrange(crops, "b n t h w c -> (b n) t h w c"),
-                                 crop_keys.reshape(b * n))
+        crop_keys = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(n)))(
+            keys
+        )
+        z = self.embed_video_map(
+            rearrange(crops, "b n t h w c -> (b n) t h w c"), crop_keys.reshape(b * n)
+        )
         return z.reshape(b, n, -1)
 
     # -- the full forward pass of pretraining -----------------------------------------------
 
-    def __call__(self, video1: jax.Array, video2: jax.Array, audio: jax.Array,
-                 sample_keys: jax.Array, *, return_maps: bool = False) -> dict[str, Any]:
+    def __call__(
+        self,
+        video1: jax.Array,
+        video2: jax.Array,
+        audio: jax.Array,
+        sample_keys: jax.Array,
+        *,
+        return_maps: bool = False,
+    ) -> dict[str, Any]:
         """Embeddings for the STiCA loss.
 
         Args:
@@ -125,15 +142,18 @@ class STiCA(nnx.Module):
         if video1.shape != video2.shape:
             raise ValueError(f"the two views differ in shape: {video1.shape} vs {video2.shape}")
         if video1.shape[0] != audio.shape[0] or sample_keys.shape != (video1.shape[0],):
-            raise ValueError(f"batch sizes differ: video {video1.shape}, audio {audio.shape}, "
-                             f"sample_keys {sample_keys.shape}")
+            raise ValueError(
+                f"batch sizes differ: video {video1.shape}, audio {audio.shape}, "
+                f"sample_keys {sample_keys.shape}"
+            )
         b = video1.shape[0]
         # One backbone pass over both views: BatchNorm sees 2B clips, like the official
         # code's per-view passes averaged (its BN saw each view's batch separately).
         fmaps = self.video_map(jnp.concatenate([video1, video2], axis=0))
         fmap1, fmap2 = fmaps[:b], fmaps[b:]
-        view_keys = jnp.concatenate([fold_keys(sample_keys, _VIEW_DROPOUT),
-                                     fold_keys(sample_keys, _VIEW_DROPOUT + 1)])
+        view_keys = jnp.concatenate(
+            [fold_keys(sample_keys, _VIEW_DROPOUT), fold_keys(sample_keys, _VIEW_DROPOUT + 1)]
+        )
         z_video = self.embed_video_map(fmaps, view_keys).reshape(2, b, -1)
         amap = self.audio_map(audio)
         out: dict[str, Any] = {
@@ -143,21 +163,34 @@ class STiCA(nnx.Module):
         if self.crop_config is not None:
             crops = {}
             per_view = [
-                crops_lib.feature_crops(fm, fold_keys(sample_keys, _VIEW_CROPS + v),
-                                        self.crop_config, with_small=(v == 1))
-                for v, fm in enumerate((fmap1, fmap2))]
+                crops_lib.feature_crops(
+                    fm,
+                    fold_keys(sample_keys, _VIEW_CROPS + v),
+                    self.crop_config,
+                    with_small=(v == 1),
+                )
+                for v, fm in enumerate((fmap1, fmap2))
+            ]
             for family in self.crop_config.active_families():
                 crops[family] = {}
                 for kind in ("large", "small"):
-                    views = [(v, c[family][kind]) for v, c in enumerate(per_view)
-                             if kind in c[family]]
+                    views = [
+                        (v, c[family][kind]) for v, c in enumerate(per_view) if kind in c[family]
+                    ]
                     if not views:
                         continue
                     embedded = [
-                        self._embed_crops(c, fold_keys(sample_keys, _CROP_DROPOUT + v,
-                                                       crops_lib.FAMILIES.index(family),
-                                                       0 if kind == "large" else 1))
-                        for v, c in views]
+                        self._embed_crops(
+                            c,
+                            fold_keys(
+                                sample_keys,
+                                _CROP_DROPOUT + v,
+                                crops_lib.FAMILIES.index(family),
+                                0 if kind == "large" else 1,
+                            ),
+                        )
+                        for v, c in views
+                    ]
                     crops[family][kind] = embedded[0] if kind == "small" else jnp.stack(embedded)
             out["crops"] = crops
         if return_maps:
@@ -166,8 +199,9 @@ class STiCA(nnx.Module):
         return out
 
 
-def crops_and_dtype(model_config: Any, crop_config: Any | None
-                    ) -> tuple[crops_lib.CropConfig | None, Any]:
+def crops_and_dtype(
+    model_config: Any, crop_config: Any | None
+) -> tuple[crops_lib.CropConfig | None, Any]:
     """(feature crops or None when `crop_config` is None or disabled, compute dtype) of a config."""
     crops = None
     if crop_config is not None and crop_config.get("enabled", True):
@@ -177,8 +211,9 @@ def crops_and_dtype(model_config: Any, crop_config: Any | None
     return crops, DTYPES[model_config.dtype]
 
 
-def build_model(model_config: Any, crop_config: Any | None, *, axis_name: str | None = None,
-                rngs: nnx.Rngs) -> STiCA:
+def build_model(
+    model_config: Any, crop_config: Any | None, *, axis_name: str | None = None, rngs: nnx.Rngs
+) -> STiCA:
     """A STiCA model from the `model` and `crops` sections of a config.
 
     `crop_config` with `enabled=False` (or None) builds the model without feature crops.

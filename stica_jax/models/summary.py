@@ -54,8 +54,10 @@ def abstract_model(config: Any) -> STiCA | VideoClassifier:
     """The model `config.mode` trains (STiCA, or the classifier of a supervised config) with
     shape-only parameters (nothing allocated)."""
     if config.get("mode", "pretrain") == "supervised" and not config.supervised.num_classes:
-        raise ValueError("supervised.num_classes is 0 (read from the dataset at train time); "
-                         "give it for the summary, e.g. --config.supervised.num_classes=400")
+        raise ValueError(
+            "supervised.num_classes is 0 (read from the dataset at train time); "
+            "give it for the summary, e.g. --config.supervised.num_classes=400"
+        )
     return nnx.eval_shape(lambda: build_train_model(config, rngs=nnx.Rngs(0)))
 
 
@@ -75,6 +77,7 @@ def summarize(config: Any) -> dict[str, Any]:
             m = nnx.merge(graphdef, state)
             m.eval()
             return getattr(m, method)(*args)
+
         return fn
 
     if supervised:
@@ -84,8 +87,7 @@ def summarize(config: Any) -> dict[str, Any]:
     else:
         forward = lambda state, v1, v2, a, k: nnx.merge(graphdef, state)(v1, v2, a, k)
         forward_args = (video, video, audio, keys)
-        modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone",
-                   "audio_head")
+        modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone", "audio_head")
     outputs = jax.eval_shape(forward, state, *forward_args)
     summary = {
         "params": {name: count_params(getattr(model, name)) for name in modules},
@@ -110,23 +112,29 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The text `python -m stica_jax.models` prints for `summarize(config)`."""
     supervised = summary.get("kind") == "supervised"
     title = "Supervised video classifier" if supervised else "STiCA model"
-    lines = [f"{title} summary (abstract trace, nothing computed)", "",
-             f"{'module':<18}{'parameters':>14}"]
+    lines = [
+        f"{title} summary (abstract trace, nothing computed)",
+        "",
+        f"{'module':<18}{'parameters':>14}",
+    ]
     lines += [f"{name:<18}{n:>14,}" for name, n in summary["params"].items()]
     lines.append(f"{'total':<18}{summary['total_params']:>14,}")
     inputs = ", ".join(f"{k} {v}" for k, v in summary["inputs"].items())
-    lines += ["", f"input per clip: {inputs}",
-              f"video map before pooling: {summary['video_map']}"]
+    lines += ["", f"input per clip: {inputs}", f"video map before pooling: {summary['video_map']}"]
     if not supervised:
         lines.append(f"audio map before pooling: {summary['audio_map']}")
     lines.append("training forward outputs (batch 2):")
     for path, shape in jax.tree_util.tree_flatten_with_path(
-            summary["outputs"], is_leaf=lambda x: isinstance(x, tuple))[0]:
+        summary["outputs"], is_leaf=lambda x: isinstance(x, tuple)
+    )[0]:
         lines.append(f"  {jax.tree_util.keystr(path):<32}{shape}")
     g = 1e9
-    lines += ["", "multiply-adds per clip:",
-              f"  {'video backbone' + ('' if supervised else ', one view'):<27}"
-              f"{summary['macs_video_backbone'] / g:8.2f} G"]
+    lines += [
+        "",
+        "multiply-adds per clip:",
+        f"  {'video backbone' + ('' if supervised else ', one view'):<27}"
+        f"{summary['macs_video_backbone'] / g:8.2f} G",
+    ]
     if not supervised:
         lines.append(f"  {'audio backbone':<27}{summary['macs_audio_backbone'] / g:8.2f} G")
     what = "clip and crops" if supervised else "2 views, audio, crops, heads"

@@ -47,12 +47,14 @@ class EncoderLayer(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm1 = nnx.LayerNorm(width, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
-                                   rngs=rngs)
+        self.norm1 = nnx.LayerNorm(
+            width, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+        )
         self.linear1 = linear(width, mlp_width, dtype=dtype, rngs=rngs)
         self.linear2 = linear(mlp_width, width, dtype=dtype, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(width, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
-                                   rngs=rngs)
+        self.norm2 = nnx.LayerNorm(
+            width, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = self.norm1(x + self.attention(x, decode=False))
@@ -63,38 +65,61 @@ class EncoderLayer(nnx.Module):
 class TransformerPool(nnx.Module):
     """Learned positions + post-norm encoder layers; output = mean of the output tokens."""
 
-    def __init__(self, width: int = 512, num_layers: int = 2, num_heads: int = 4,
-                 mlp_width: int = 2048, max_len: int = 64, *, dtype: Dtype = jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        width: int = 512,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        mlp_width: int = 2048,
+        max_len: int = 64,
+        *,
+        dtype: Dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         if width % num_heads:
             raise ValueError(f"transformer width {width} is not divisible by {num_heads} heads")
         self.max_len = max_len
         self.pos_embedding = nnx.Param(
-            jax.random.normal(rngs.params(), (max_len, width), jnp.float32) * 0.02)
-        self.layers = nnx.List([
-            EncoderLayer(width, num_heads, mlp_width, dtype=dtype, rngs=rngs)
-            for _ in range(num_layers)])
+            jax.random.normal(rngs.params(), (max_len, width), jnp.float32) * 0.02
+        )
+        self.layers = nnx.List(
+            [
+                EncoderLayer(width, num_heads, mlp_width, dtype=dtype, rngs=rngs)
+                for _ in range(num_layers)
+            ]
+        )
         self.dtype = dtype
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         """tokens `[N, T, D]`, any `T <= max_len` → `[N, D]`."""
         t = tokens.shape[1]
         if t > self.max_len:
-            raise ValueError(f"transformer pooling got {t} tokens, more than its {self.max_len} "
-                             "learned positions (model.transformer.max_len)")
+            raise ValueError(
+                f"transformer pooling got {t} tokens, more than its {self.max_len} "
+                "learned positions (model.transformer.max_len)"
+            )
         x = (tokens + self.pos_embedding[:t]).astype(self.dtype)
         for layer in self.layers:
             x = layer(x)
         return jnp.mean(x, axis=1)
 
 
-def make_temporal_pooling(kind: str, width: int, *, num_layers: int = 2, num_heads: int = 4,
-                          mlp_width: int = 2048, max_len: int = 64, dtype: Dtype = jnp.float32,
-                          rngs: nnx.Rngs) -> nnx.Module:
+def make_temporal_pooling(
+    kind: str,
+    width: int,
+    *,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    mlp_width: int = 2048,
+    max_len: int = 64,
+    dtype: Dtype = jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Module:
     """The pooling module named by `kind` (one of `POOLING_KINDS`)."""
     if kind == "avg":
         return AvgPool()
     if kind == "transformer":
-        return TransformerPool(width, num_layers, num_heads, mlp_width, max_len, dtype=dtype,
-                               rngs=rngs)
+        return TransformerPool(
+            width, num_layers, num_heads, mlp_width, max_len, dtype=dtype, rngs=rngs
+        )
     raise ValueError(f"unknown temporal pooling {kind!r}; expected one of {POOLING_KINDS}")

@@ -32,11 +32,13 @@ class Conv2Plus1D(nnx.Module):
     """Spatial (1,3,3) conv → BN → ReLU → temporal (3,1,1) conv; stride applies to T, H, W."""
 
     def __init__(self, in_width, width, mid_width, stride, *, axis_name, dtype, rngs):
-        self.spatial = conv(in_width, mid_width, (1, 3, 3), (1, stride, stride), (0, 1, 1),
-                            dtype=dtype, rngs=rngs)
+        self.spatial = conv(
+            in_width, mid_width, (1, 3, 3), (1, stride, stride), (0, 1, 1), dtype=dtype, rngs=rngs
+        )
         self.bn = batch_norm(mid_width, axis_name=axis_name, dtype=dtype, rngs=rngs)
-        self.temporal = conv(mid_width, width, (3, 1, 1), (stride, 1, 1), (1, 0, 0),
-                             dtype=dtype, rngs=rngs)
+        self.temporal = conv(
+            mid_width, width, (3, 1, 1), (stride, 1, 1), (1, 0, 0), dtype=dtype, rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.temporal(jax.nn.relu(self.bn(self.spatial(x))))
@@ -53,8 +55,9 @@ class Block(nnx.Module):
         self.conv2 = Conv2Plus1D(width, width, mid, 1, **kw)
         self.bn2 = batch_norm(width, **kw)
         if stride != 1 or in_width != width:
-            self.downsample_conv = conv(in_width, width, (1, 1, 1), (stride,) * 3, (0, 0, 0),
-                                        dtype=dtype, rngs=rngs)
+            self.downsample_conv = conv(
+                in_width, width, (1, 1, 1), (stride,) * 3, (0, 0, 0), dtype=dtype, rngs=rngs
+            )
             self.downsample_bn = batch_norm(width, **kw)
         else:
             self.downsample_conv = self.downsample_bn = None
@@ -62,7 +65,9 @@ class Block(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        shortcut = x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
+        shortcut = (
+            x if self.downsample_conv is None else self.downsample_bn(self.downsample_conv(x))
+        )
         return jax.nn.relu(y + shortcut)
 
 
@@ -115,7 +120,8 @@ class VideoResNet(nnx.Module):
         """video `[B, T, H, W, 3]` (normalised) → feature map `[B, T', H', W', widths[-1]]`."""
         if video.ndim != 5 or video.shape[-1] != 3:
             raise ValueError(
-                f"video must be [B, T, H, W, 3] (channels last, RGB), got shape {video.shape}")
+                f"video must be [B, T, H, W, 3] (channels last, RGB), got shape {video.shape}"
+            )
         x = self.stem(video)
         for layer in self.layers:
             for block in layer:

@@ -9,203 +9,290 @@ from data_pipeline.tensorflow_cpu import tf
 
 
 def _batches(iterator, count):
-  return [next(iterator) for _ in range(count)]
+    return [next(iterator) for _ in range(count)]
 
 
 def test_pretraining_batches_have_the_contract_shapes(digits_dir, tiny_config):
-  iterator = pipeline.make_pretrain_dataset(
-      tiny_config, split="train", data_dir=digits_dir, batch_size_per_host=4, seed=0, process_index=1, process_count=2
-  )
-  batch, second = _batches(iterator, 2)
-  assert batch["video1"].shape == batch["video2"].shape == (4, 8, 32, 32, 3)
-  assert batch["video1"].dtype == np.float32
-  assert batch["audio"].shape == (4, 40, 99, 1) and batch["audio"].dtype == np.float32
-  assert batch["label"].dtype == np.int32 and set(batch["label"]) <= set(range(10))
-  # index = step * global_batch + process_index * B + i
-  np.testing.assert_array_equal(batch["index"], [4, 5, 6, 7])
-  np.testing.assert_array_equal(second["index"], [12, 13, 14, 15])
-  assert batch["index"].dtype == np.int64
-  assert not np.allclose(batch["video1"], batch["video2"])
-  assert np.isfinite(batch["audio"]).all() and batch["audio"].std() > 0.5  # not silence
+    iterator = pipeline.make_pretrain_dataset(
+        tiny_config,
+        split="train",
+        data_dir=digits_dir,
+        batch_size_per_host=4,
+        seed=0,
+        process_index=1,
+        process_count=2,
+    )
+    batch, second = _batches(iterator, 2)
+    assert batch["video1"].shape == batch["video2"].shape == (4, 8, 32, 32, 3)
+    assert batch["video1"].dtype == np.float32
+    assert batch["audio"].shape == (4, 40, 99, 1) and batch["audio"].dtype == np.float32
+    assert batch["label"].dtype == np.int32 and set(batch["label"]) <= set(range(10))
+    # index = step * global_batch + process_index * B + i
+    np.testing.assert_array_equal(batch["index"], [4, 5, 6, 7])
+    np.testing.assert_array_equal(second["index"], [12, 13, 14, 15])
+    assert batch["index"].dtype == np.int64
+    assert not np.allclose(batch["video1"], batch["video2"])
+    assert np.isfinite(batch["audio"]).all() and batch["audio"].std() > 0.5  # not silence
 
 
 def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_config):
-  config = dataclasses.replace(tiny_config, audio_seconds=2.0, num_mel_bins=257)
-  batch = next(pipeline.make_pretrain_dataset(
-      config, split="test", data_dir=digits_dir, batch_size_per_host=2, seed=0, process_index=0, process_count=1
-  ))
-  assert batch["audio"].shape == (2, 257, 199, 1)
+    config = dataclasses.replace(tiny_config, audio_seconds=2.0, num_mel_bins=257)
+    batch = next(
+        pipeline.make_pretrain_dataset(
+            config,
+            split="test",
+            data_dir=digits_dir,
+            batch_size_per_host=2,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
+    )
+    assert batch["audio"].shape == (2, 257, 199, 1)
 
 
 def test_the_same_seed_gives_the_same_batches_and_another_seed_others(digits_dir, tiny_config):
-  def first_batches(seed):
-    return _batches(pipeline.make_pretrain_dataset(
-        tiny_config, split="train", data_dir=digits_dir, batch_size_per_host=4, seed=seed, process_index=0, process_count=1
-    ), 2)
+    def first_batches(seed):
+        return _batches(
+            pipeline.make_pretrain_dataset(
+                tiny_config,
+                split="train",
+                data_dir=digits_dir,
+                batch_size_per_host=4,
+                seed=seed,
+                process_index=0,
+                process_count=1,
+            ),
+            2,
+        )
 
-  run1, run2, other = first_batches(5), first_batches(5), first_batches(6)
-  for a, b in zip(run1, run2):
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key])
-  assert not np.allclose(run1[0]["video1"], other[0]["video1"])
+    run1, run2, other = first_batches(5), first_batches(5), first_batches(6)
+    for a, b in zip(run1, run2):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.allclose(run1[0]["video1"], other[0]["video1"])
 
 
 def test_resuming_at_a_step_gives_the_batches_of_the_uninterrupted_run(digits_dir, tiny_config):
-  # 40 records, B = 4: one epoch is 10 steps; resume inside the second epoch.
-  def run(start_step, count):
-    return _batches(pipeline.make_pretrain_dataset(
-        tiny_config, split="train", data_dir=digits_dir, batch_size_per_host=4, seed=1,
-        process_index=0, process_count=1, start_step=start_step,
-    ), count)
+    # 40 records, B = 4: one epoch is 10 steps; resume inside the second epoch.
+    def run(start_step, count):
+        return _batches(
+            pipeline.make_pretrain_dataset(
+                tiny_config,
+                split="train",
+                data_dir=digits_dir,
+                batch_size_per_host=4,
+                seed=1,
+                process_index=0,
+                process_count=1,
+                start_step=start_step,
+            ),
+            count,
+        )
 
-  uninterrupted = run(0, 13)
-  resumed = run(11, 2)
-  for a, b in zip(uninterrupted[11:], resumed):
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key])
+    uninterrupted = run(0, 13)
+    resumed = run(11, 2)
+    for a, b in zip(uninterrupted[11:], resumed):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
 
 
 def _host_records_of_epoch(digits_dir, config, process_index, process_count):
-  builder = pipeline.load_builder(config.dataset, digits_dir)
-  records = pipeline._host_records(builder, "train", config, process_index, process_count)
-  stream = record_stream.training_records(records, seed=0, process_index=process_index, group_size=config.group_size)
-  return [bytes(r) for r in stream.take(records.num_records).as_numpy_iterator()], records.num_records
+    builder = pipeline.load_builder(config.dataset, digits_dir)
+    records = pipeline._host_records(builder, "train", config, process_index, process_count)
+    stream = record_stream.training_records(
+        records, seed=0, process_index=process_index, group_size=config.group_size
+    )
+    return [
+        bytes(r) for r in stream.take(records.num_records).as_numpy_iterator()
+    ], records.num_records
 
 
 def test_two_hosts_read_disjoint_records_that_cover_the_split(digits_dir, tiny_config):
-  host0, count0 = _host_records_of_epoch(digits_dir, tiny_config, 0, 2)
-  host1, count1 = _host_records_of_epoch(digits_dir, tiny_config, 1, 2)
-  assert count0 + count1 == 40
-  assert len(set(host0)) == count0 and len(set(host1)) == count1  # an epoch repeats nothing
-  assert not set(host0) & set(host1)
+    host0, count0 = _host_records_of_epoch(digits_dir, tiny_config, 0, 2)
+    host1, count1 = _host_records_of_epoch(digits_dir, tiny_config, 1, 2)
+    assert count0 + count1 == 40
+    assert len(set(host0)) == count0 and len(set(host1)) == count1  # an epoch repeats nothing
+    assert not set(host0) & set(host1)
 
 
 def test_epochs_visit_the_records_in_different_orders(digits_dir, tiny_config):
-  builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
-  records = pipeline._host_records(builder, "train", tiny_config, 0, 1)
-  stream = record_stream.training_records(records, seed=0, process_index=0, group_size=tiny_config.group_size)
-  both = [bytes(r) for r in stream.take(80).as_numpy_iterator()]
-  assert set(both[:40]) == set(both[40:]) and both[:40] != both[40:]
+    builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
+    records = pipeline._host_records(builder, "train", tiny_config, 0, 1)
+    stream = record_stream.training_records(
+        records, seed=0, process_index=0, group_size=tiny_config.group_size
+    )
+    both = [bytes(r) for r in stream.take(80).as_numpy_iterator()]
+    assert set(both[:40]) == set(both[40:]) and both[:40] != both[40:]
 
 
 def test_supervised_batches_hold_one_view_and_the_label(digits_dir, tiny_config):
-  batch = next(pipeline.make_supervised_dataset(
-      tiny_config, split="train", data_dir=digits_dir, batch_size_per_host=3, seed=0, process_index=0, process_count=1
-  ))
-  assert set(batch) == {"video", "label", "index"}
-  assert batch["video"].shape == (3, 8, 32, 32, 3)
+    batch = next(
+        pipeline.make_supervised_dataset(
+            tiny_config,
+            split="train",
+            data_dir=digits_dir,
+            batch_size_per_host=3,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
+    )
+    assert set(batch) == {"video", "label", "index"}
+    assert batch["video"].shape == (3, 8, 32, 32, 3)
 
 
-def test_eval_gives_every_clip_and_crop_once_with_equal_batch_counts_on_every_host(digits_dir, tiny_config):
-  # 12 test records on 2 hosts: chunks of 4 → host 0 reads 8, host 1 reads 4; both yield 2 batches of 5.
-  hosts = [
-      list(pipeline.make_eval_dataset(
-          tiny_config, split="test", data_dir=digits_dir, batch_size_per_host=5, process_index=i, process_count=2
-      ))
-      for i in range(2)
-  ]
-  assert len(hosts[0]) == len(hosts[1]) == 2
-  assert hosts[0][0]["video"].shape == (5, 2 * 3, 8, 32, 32, 3)
-  assert sum(int(b["mask"].sum()) for host in hosts for b in host) == 12
-  padded = hosts[1][-1]
-  assert not padded["mask"].any() and (padded["index"] == -1).all()
-  # The three crops of one clip differ (left, centre, right): frames are 48 wide, resized to 40.
-  views = hosts[0][0]["video"][0]
-  assert not np.allclose(views[0], views[2])
+def test_eval_gives_every_clip_and_crop_once_with_equal_batch_counts_on_every_host(
+    digits_dir, tiny_config
+):
+    # 12 test records on 2 hosts: chunks of 4 → host 0 reads 8, host 1 reads 4; both yield 2 batches of 5.
+    hosts = [
+        list(
+            pipeline.make_eval_dataset(
+                tiny_config,
+                split="test",
+                data_dir=digits_dir,
+                batch_size_per_host=5,
+                process_index=i,
+                process_count=2,
+            )
+        )
+        for i in range(2)
+    ]
+    assert len(hosts[0]) == len(hosts[1]) == 2
+    assert hosts[0][0]["video"].shape == (5, 2 * 3, 8, 32, 32, 3)
+    assert sum(int(b["mask"].sum()) for host in hosts for b in host) == 12
+    padded = hosts[1][-1]
+    assert not padded["mask"].any() and (padded["index"] == -1).all()
+    # The three crops of one clip differ (left, centre, right): frames are 48 wide, resized to 40.
+    views = hosts[0][0]["video"][0]
+    assert not np.allclose(views[0], views[2])
 
 
 def test_spatial_eval_crops_run_from_one_end_of_the_long_side_to_the_other(tiny_config):
-  config = dataclasses.replace(tiny_config, crop_size=4, eval_short_side=4, eval_crops=3)
-  columns = np.broadcast_to(np.arange(12, dtype=np.uint8)[None, None, :, None], (1, 4, 12, 3))
-  crops = pipeline.spatial_crops(tf.constant(columns), config).numpy()
-  assert crops.shape == (3, 1, 4, 4, 3)
-  np.testing.assert_array_equal(crops[:, 0, 0, :, 0], [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+    config = dataclasses.replace(tiny_config, crop_size=4, eval_short_side=4, eval_crops=3)
+    columns = np.broadcast_to(np.arange(12, dtype=np.uint8)[None, None, :, None], (1, 4, 12, 3))
+    crops = pipeline.spatial_crops(tf.constant(columns), config).numpy()
+    assert crops.shape == (3, 1, 4, 4, 3)
+    np.testing.assert_array_equal(
+        crops[:, 0, 0, :, 0], [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    )
 
 
 def test_audio_eval_gives_evenly_spaced_subclips(digits_dir, tiny_config):
-  batch = next(pipeline.make_audio_eval_dataset(
-      tiny_config, split="test", data_dir=digits_dir, batch_size_per_host=4, process_index=0, process_count=1
-  ))
-  assert batch["audio"].shape == (4, 3, 40, 99, 1)
-  starts = pipeline.evenly_spaced_starts(tf.constant(52_800), 24_000, 3).numpy()
-  np.testing.assert_array_equal(starts, [0, 14_400, 28_800])
+    batch = next(
+        pipeline.make_audio_eval_dataset(
+            tiny_config,
+            split="test",
+            data_dir=digits_dir,
+            batch_size_per_host=4,
+            process_index=0,
+            process_count=1,
+        )
+    )
+    assert batch["audio"].shape == (4, 3, 40, 99, 1)
+    starts = pipeline.evenly_spaced_starts(tf.constant(52_800), 24_000, 3).numpy()
+    np.testing.assert_array_equal(starts, [0, 14_400, 28_800])
 
 
 def test_the_audio_window_starts_with_the_clip_and_stays_inside_the_audio():
-  audio = tf.constant(np.arange(100, dtype=np.int16))
-  np.testing.assert_allclose(pipeline.audio_window(audio, 0.2, 30, 100).numpy() * 32768, np.arange(20, 50))
-  np.testing.assert_allclose(pipeline.audio_window(audio, 0.9, 30, 100).numpy() * 32768, np.arange(70, 100))
-  short = pipeline.audio_window(audio[:10], 0.0, 30, 100).numpy() * 32768
-  np.testing.assert_allclose(short, np.r_[np.arange(10), np.zeros(20)])
+    audio = tf.constant(np.arange(100, dtype=np.int16))
+    np.testing.assert_allclose(
+        pipeline.audio_window(audio, 0.2, 30, 100).numpy() * 32768, np.arange(20, 50)
+    )
+    np.testing.assert_allclose(
+        pipeline.audio_window(audio, 0.9, 30, 100).numpy() * 32768, np.arange(70, 100)
+    )
+    short = pipeline.audio_window(audio[:10], 0.0, 30, 100).numpy() * 32768
+    np.testing.assert_allclose(short, np.r_[np.arange(10), np.zeros(20)])
 
 
 def test_clip_frames_follow_the_stride_and_repeat_the_last_frame_of_short_videos(tiny_config):
-  indices = pipeline.clip_frame_indices(tf.constant(3), tf.constant(12), tiny_config).numpy()
-  np.testing.assert_array_equal(indices, [3, 5, 7, 9, 11, 11, 11, 11])
+    indices = pipeline.clip_frame_indices(tf.constant(3), tf.constant(12), tiny_config).numpy()
+    np.testing.assert_array_equal(indices, [3, 5, 7, 9, 11, 11, 11, 11])
 
 
 def _corrupt(records: list[bytes], bad_jpegs: int, garbage: int) -> None:
-  """Makes record `bad_jpegs` hold undecodable frames and record `garbage` unparsable, in place."""
-  example = tf.train.Example.FromString(records[bad_jpegs])
-  frames = example.features.feature["video"].bytes_list.value
-  for i in range(len(frames)):
-    frames[i] = b"\xff\xd8 not a jpeg"
-  records[bad_jpegs] = example.SerializeToString()
-  records[garbage] = b"\x00garbage that is no tf.Example"
+    """Makes record `bad_jpegs` hold undecodable frames and record `garbage` unparsable, in place."""
+    example = tf.train.Example.FromString(records[bad_jpegs])
+    frames = example.features.feature["video"].bytes_list.value
+    for i in range(len(frames)):
+        frames[i] = b"\xff\xd8 not a jpeg"
+    records[bad_jpegs] = example.SerializeToString()
+    records[garbage] = b"\x00garbage that is no tf.Example"
 
 
 def test_corrupt_records_are_counted_and_replaced_by_valid_rows(digits_dir, tiny_config, tmp_path):
-  builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
-  source = builder.info.splits["test"].file_instructions[0].filename
-  records = [bytes(r) for r in tf.data.TFRecordDataset(source).as_numpy_iterator()]
-  _corrupt(records, bad_jpegs=1, garbage=5)
-  corrupt_file = str(tmp_path / "corrupt.tfrecord")
-  with tf.io.TFRecordWriter(corrupt_file) as writer:
-    for record in records:
-      writer.write(record)
-  host = record_stream.HostRecords((corrupt_file,), (record_stream.Chunk(0, 0, 6), record_stream.Chunk(0, 6, 6)))
-  dataset = pipeline.marking_corrupt_records(
-      record_stream.training_records(host, seed=0, process_index=0, group_size=2).enumerate(),
-      lambda position, record: {
-          **pipeline.supervised_example(pipeline._parse(builder, record), tf.constant([0, 0], tf.int64) + position, tiny_config),
-          "_position": position,
-      },
-  ).batch(4, drop_remainder=True)
-  batches = pipeline.HostBatches(
-      dataset, batch_size_per_host=4, process_index=0, process_count=1, start_step=0, records_per_epoch=12
-  )
-  read = _batches(batches, 6)  # two epochs of 12 records, 2 corrupt in each
-  assert batches.skipped_records == 4
-  for batch in read:
-    videos = batch["video"].reshape(4, -1)
-    assert np.abs(videos).sum(axis=1).min() > 0  # no zero placeholder left
-  # A corrupt row is a copy of a valid row of its batch.
-  assert any(len({row.tobytes() for row in batch["video"]}) < 4 for batch in read)
-
-
-def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_run(digits_dir, tiny_config, tmp_path):
-  # The same tiny AV-digits with two corrupt records in its first train shard.
-  data_dir = str(tmp_path / "tfds")
-  shutil.copytree(digits_dir, data_dir)
-  builder = pipeline.load_builder(tiny_config.dataset, data_dir)
-  shard = builder.info.splits["train"].file_instructions[0].filename
-  records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
-  _corrupt(records, bad_jpegs=0, garbage=3)
-  with tf.io.TFRecordWriter(shard) as writer:
-    for record in records:
-      writer.write(record)
-
-  def run(start_step, count):
-    batches = pipeline.make_pretrain_dataset(
-        tiny_config, split="train", data_dir=data_dir, batch_size_per_host=4, seed=1,
-        process_index=0, process_count=1, start_step=start_step,
+    builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
+    source = builder.info.splits["test"].file_instructions[0].filename
+    records = [bytes(r) for r in tf.data.TFRecordDataset(source).as_numpy_iterator()]
+    _corrupt(records, bad_jpegs=1, garbage=5)
+    corrupt_file = str(tmp_path / "corrupt.tfrecord")
+    with tf.io.TFRecordWriter(corrupt_file) as writer:
+        for record in records:
+            writer.write(record)
+    host = record_stream.HostRecords(
+        (corrupt_file,), (record_stream.Chunk(0, 0, 6), record_stream.Chunk(0, 6, 6))
     )
-    return _batches(batches, count), batches.skipped_records
+    dataset = pipeline.marking_corrupt_records(
+        record_stream.training_records(host, seed=0, process_index=0, group_size=2).enumerate(),
+        lambda position, record: {
+            **pipeline.supervised_example(
+                pipeline._parse(builder, record),
+                tf.constant([0, 0], tf.int64) + position,
+                tiny_config,
+            ),
+            "_position": position,
+        },
+    ).batch(4, drop_remainder=True)
+    batches = pipeline.HostBatches(
+        dataset,
+        batch_size_per_host=4,
+        process_index=0,
+        process_count=1,
+        start_step=0,
+        records_per_epoch=12,
+    )
+    read = _batches(batches, 6)  # two epochs of 12 records, 2 corrupt in each
+    assert batches.skipped_records == 4
+    for batch in read:
+        videos = batch["video"].reshape(4, -1)
+        assert np.abs(videos).sum(axis=1).min() > 0  # no zero placeholder left
+    # A corrupt row is a copy of a valid row of its batch.
+    assert any(len({row.tobytes() for row in batch["video"]}) < 4 for batch in read)
 
-  uninterrupted, skipped = run(0, 20)
-  assert skipped == 4  # 2 corrupt records per epoch of 40 records = 10 steps
-  for start_step in (3, 11):
-    resumed, _ = run(start_step, 2)
-    for a, b in zip(uninterrupted[start_step:], resumed):
-      for key in a:
-        np.testing.assert_array_equal(a[key], b[key])
+
+def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_run(
+    digits_dir, tiny_config, tmp_path
+):
+    # The same tiny AV-digits with two corrupt records in its first train shard.
+    data_dir = str(tmp_path / "tfds")
+    shutil.copytree(digits_dir, data_dir)
+    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    shard = builder.info.splits["train"].file_instructions[0].filename
+    records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
+    _corrupt(records, bad_jpegs=0, garbage=3)
+    with tf.io.TFRecordWriter(shard) as writer:
+        for record in records:
+            writer.write(record)
+
+    def run(start_step, count):
+        batches = pipeline.make_pretrain_dataset(
+            tiny_config,
+            split="train",
+            data_dir=data_dir,
+            batch_size_per_host=4,
+            seed=1,
+            process_index=0,
+            process_count=1,
+            start_step=start_step,
+        )
+        return _batches(batches, count), batches.skipped_records
+
+    uninterrupted, skipped = run(0, 20)
+    assert skipped == 4  # 2 corrupt records per epoch of 40 records = 10 steps
+    for start_step in (3, 11):
+        resumed, _ = run(start_step, 2)
+        for a, b in zip(uninterrupted[start_step:], resumed):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])

@@ -12,10 +12,12 @@ def randomize_norms(model: nnx.Module, seed: int) -> None:
         if not isinstance(node, nnx.Variable) or not path:
             continue
         shape = node.get_value().shape
-        new = {"mean": lambda: rng.normal(0.0, 0.2, shape),
-               "var": lambda: rng.uniform(0.5, 2.0, shape),  # positive
-               "scale": lambda: rng.uniform(0.5, 1.5, shape),
-               "bias": lambda: rng.normal(0.0, 0.1, shape)}.get(path[-1])
+        new = {
+            "mean": lambda: rng.normal(0.0, 0.2, shape),
+            "var": lambda: rng.uniform(0.5, 2.0, shape),  # positive
+            "scale": lambda: rng.uniform(0.5, 1.5, shape),
+            "bias": lambda: rng.normal(0.0, 0.1, shape),
+        }.get(path[-1])
         if new is not None:
             node.set_value(jnp.asarray(new(), jnp.float32))
 

@@ -76,8 +76,10 @@ def test_fc_is_dropped_and_reported_for_the_stica_backbone(torchvision_net, tmp_
     with caplog.at_level(logging.WARNING):
         export.load_torchvision_r2plus1d18(tmp_path / "k400.pth", model)
     assert "dropped fc.weight, fc.bias" in caplog.text
-    np.testing.assert_array_equal(np.asarray(model.video_backbone.stem.bn1.var.get_value()),
-                                  torchvision_net.stem[1].running_var.numpy())
+    np.testing.assert_array_equal(
+        np.asarray(model.video_backbone.stem.bn1.var.get_value()),
+        torchvision_net.stem[1].running_var.numpy(),
+    )
 
 
 def test_fc_of_another_size_keeps_its_initialisation(torchvision_net, tmp_path, caplog):
@@ -86,17 +88,24 @@ def test_fc_of_another_size_keeps_its_initialisation(torchvision_net, tmp_path, 
     fc_before = np.asarray(model.fc.kernel.get_value())
     with caplog.at_level(logging.WARNING):
         export.load_torchvision_r2plus1d18(tmp_path / "k400.pth", model)
-    assert "fc not loaded" in caplog.text and "fc.weight [400, 512] (expected [51, 512])" in caplog.text
+    assert (
+        "fc not loaded" in caplog.text
+        and "fc.weight [400, 512] (expected [51, 512])" in caplog.text
+    )
     np.testing.assert_array_equal(np.asarray(model.fc.kernel.get_value()), fc_before)
     np.testing.assert_array_equal(
         np.asarray(model.video_backbone.layers[0][0].conv1.spatial.kernel.get_value()),
-        torchvision_net.layer1[0].conv1[0][0].weight.detach().numpy().transpose(2, 3, 4, 1, 0))
+        torchvision_net.layer1[0].conv1[0][0].weight.detach().numpy().transpose(2, 3, 4, 1, 0),
+    )
 
 
 def test_transformer_classifier_round_trips_through_pytorch_modules(clip, tmp_path):
-    model = VideoClassifier(10, pooling="transformer",
-                            transformer=dict(num_layers=1, mlp_width=64, max_len=8),
-                            rngs=nnx.Rngs(8))
+    model = VideoClassifier(
+        10,
+        pooling="transformer",
+        transformer=dict(num_layers=1, mlp_width=64, max_len=8),
+        rngs=nnx.Rngs(8),
+    )
     randomize_norms(model, seed=9)
     model.eval()
     manifest = export.export_model(model, None, tmp_path, step=5)
@@ -106,9 +115,14 @@ def test_transformer_classifier_round_trips_through_pytorch_modules(clip, tmp_pa
     diff = float(np.max(np.abs(np.asarray(model(jnp.asarray(clip))) - logits(net, clip))))
     print(f"transformer classifier logits: max |jax - torch| = {diff:.3g}")
     assert diff < TOL
-    fresh = nnx.eval_shape(lambda: VideoClassifier(
-        10, pooling="transformer", transformer=dict(num_layers=1, mlp_width=64, max_len=8),
-        rngs=nnx.Rngs(0)))
+    fresh = nnx.eval_shape(
+        lambda: VideoClassifier(
+            10,
+            pooling="transformer",
+            transformer=dict(num_layers=1, mlp_width=64, max_len=8),
+            rngs=nnx.Rngs(0),
+        )
+    )
     export.import_model(tmp_path, fresh)
     want, got = flat_values(model), flat_values(fresh)
     for path in want:
@@ -121,7 +135,9 @@ def test_supervised_config_exports_its_transformer_classifier(tmp_path):
 
     manifest = export.export_from_config(supervised_k400_crops.get_config(), tmp_path)
     arch = manifest["architecture"]
-    assert arch["model_type"] == "video_classifier" and arch["video_pooling"]["kind"] == "transformer"
+    assert (
+        arch["model_type"] == "video_classifier" and arch["video_pooling"]["kind"] == "transformer"
+    )
     assert arch["fc"] == {"in_features": 512, "out_features": 400}
     assert not arch["video_backbone"]["has_fc"]  # fc follows the transformer: in the heads file
     assert {"fc.weight", "fc.bias"} <= set(manifest["files"][export.HEADS_FILE])

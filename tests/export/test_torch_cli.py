@@ -17,8 +17,13 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stica_jax.export.torch", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "stica_jax.export.torch", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_needs_exactly_one_source(tmp_path):
@@ -83,8 +88,7 @@ def test_cli_exports_a_real_training_checkpoint(tmp_path):
     config = sota.get_config()
     config.model.dtype = "float32"
     _, _, state = train.create_train_state(config)
-    state = state.replace(step=jnp.int32(7),
-                          params=jax.tree.map(lambda x: x + 0.5, state.params))
+    state = state.replace(step=jnp.int32(7), params=jax.tree.map(lambda x: x + 0.5, state.params))
     workdir = tmp_path / "work"
     checkpointing.save_config(str(workdir), config)
     manager = checkpointing.make_manager(str(workdir), async_save=False)

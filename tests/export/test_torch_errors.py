@@ -98,9 +98,11 @@ def test_missing_and_unknown_keys_are_named(r2plus1d_state, tmp_path):
     path = tmp_path / "edited.pth"
     torch.save(state, path)
     model = nnx.eval_shape(lambda: VideoResNet(rngs=nnx.Rngs(0)))
-    with pytest.raises(export.StateDictMismatchError,
-                       match=r"(?s)missing keys \(1\): layer2.0.downsample.1.running_var.*"
-                             r"unexpected keys \(1\): layer5.0.conv1.weight"):
+    with pytest.raises(
+        export.StateDictMismatchError,
+        match=r"(?s)missing keys \(1\): layer2.0.downsample.1.running_var.*"
+        r"unexpected keys \(1\): layer5.0.conv1.weight",
+    ):
         export.load_torchvision_r2plus1d18(path, model)
     # Nothing was assigned: the abstract model still holds shapes only.
     assert isinstance(model.stem.spatial.kernel.get_value(), jax.ShapeDtypeStruct)
@@ -109,9 +111,11 @@ def test_missing_and_unknown_keys_are_named(r2plus1d_state, tmp_path):
 def test_slim_model_is_refused(tmp_path):
     config = tiny_config()
     model = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
-    with pytest.raises(export.UnsupportedArchitectureError,
-                       match=r"video backbone \(widths \(8, 8, 16, 16\), depths \(1, 1, 1, 1\)\) "
-                             "has no torchvision counterpart"):
+    with pytest.raises(
+        export.UnsupportedArchitectureError,
+        match=r"video backbone \(widths \(8, 8, 16, 16\), depths \(1, 1, 1, 1\)\) "
+        "has no torchvision counterpart",
+    ):
         export.export_model(model, config, tmp_path)
     assert not list(tmp_path.iterdir())
     slim_audio = nnx.eval_shape(lambda: AudioResNet((8, 8, 16, 16), rngs=nnx.Rngs(0)))

@@ -93,6 +93,7 @@ def outputs(model, torch_model, inputs):
 
 # --- loading into torchvision ---------------------------------------------------------------
 
+
 def test_video_backbone_loads_strictly_into_torchvision_r2plus1d18(export_dir, model):
     from torchvision.models.video import r2plus1d_18
 
@@ -100,8 +101,9 @@ def test_video_backbone_loads_strictly_into_torchvision_r2plus1d18(export_dir, m
     net.fc = torch.nn.Identity()  # STiCA has no classifier: the file has no fc
     net.load_state_dict(torch_load_file(export_dir / export.VIDEO_FILE), strict=True)
     bn = model.video_backbone.layers[3][1].conv2.bn
-    np.testing.assert_array_equal(net.layer4[1].conv2[0][1].running_var.numpy(),
-                                  np.asarray(bn.var.get_value()))
+    np.testing.assert_array_equal(
+        net.layer4[1].conv2[0][1].running_var.numpy(), np.asarray(bn.var.get_value())
+    )
     assert int(net.stem[1].num_batches_tracked) == 123
 
 
@@ -116,8 +118,10 @@ def test_audio_backbone_loads_strictly_into_torchvision_resnet(export_dir):
 
 # --- parity ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["video_map", "audio_map", "video_embedding",
-                                  "video_crop_embedding", "audio_embedding"])
+
+@pytest.mark.parametrize(
+    "name", ["video_map", "audio_map", "video_embedding", "video_crop_embedding", "audio_embedding"]
+)
 def test_pytorch_outputs_match_flax(outputs, name):
     jax_value, torch_value = outputs[name]
     assert tuple(jax_value.shape) == tuple(torch_value.shape)
@@ -134,20 +138,30 @@ def test_video_map_has_expected_shape(outputs):
 
 # --- round trip -----------------------------------------------------------------------------
 
-def test_round_trip_through_pytorch_reproduces_every_variable(model, config, torch_model,
-                                                              export_dir, tmp_path):
+
+def test_round_trip_through_pytorch_reproduces_every_variable(
+    model, config, torch_model, export_dir, tmp_path
+):
     """JAX → safetensors → PyTorch modules → state_dict → files → JAX is exact."""
     sd = {k: v.clone() for k, v in torch_model.state_dict().items()}
     back = tmp_path / "back"
     back.mkdir()
     (back / export.MANIFEST_FILE).write_text((export_dir / export.MANIFEST_FILE).read_text())
-    for file, prefix in ((export.VIDEO_FILE, "video_backbone."),
-                         (export.AUDIO_FILE, "audio_backbone.")):
-        torch_save_file({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)},
-                        back / file)
-    torch_save_file({k: v for k, v in sd.items()
-                     if k.split(".")[0] in ("video_pooling", "video_head", "audio_head")},
-                    back / export.HEADS_FILE)
+    for file, prefix in (
+        (export.VIDEO_FILE, "video_backbone."),
+        (export.AUDIO_FILE, "audio_backbone."),
+    ):
+        torch_save_file(
+            {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}, back / file
+        )
+    torch_save_file(
+        {
+            k: v
+            for k, v in sd.items()
+            if k.split(".")[0] in ("video_pooling", "video_head", "audio_head")
+        },
+        back / export.HEADS_FILE,
+    )
     fresh = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(7)))
     export.import_model(back, fresh)
     original, restored = flat_values(model), flat_values(fresh)
@@ -160,9 +174,14 @@ def test_round_trip_through_pytorch_reproduces_every_variable(model, config, tor
 def test_pth_state_dicts_import_into_the_backbones(model, config, torch_model, tmp_path):
     """`.pth` files (read with weights_only=True) of both backbones give the same variables."""
     torch.save(torch_model.video_backbone.state_dict(), tmp_path / "video.pth")
-    torch.save({"state_dict": {f"module.{k}": v for k, v in
-                               torch_model.audio_backbone.state_dict().items()}},
-               tmp_path / "audio.pth")
+    torch.save(
+        {
+            "state_dict": {
+                f"module.{k}": v for k, v in torch_model.audio_backbone.state_dict().items()
+            }
+        },
+        tmp_path / "audio.pth",
+    )
     fresh = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(7)))
     export.load_torchvision_r2plus1d18(tmp_path / "video.pth", fresh)
     audio = export.load_torchvision_audio_resnet9(tmp_path / "audio.pth")
@@ -176,22 +195,34 @@ def test_pth_state_dicts_import_into_the_backbones(model, config, torch_model, t
 
 # --- manifest and package -------------------------------------------------------------------
 
+
 def test_manifest_describes_files_and_inputs(export_dir, config):
     manifest = json.loads((export_dir / export.MANIFEST_FILE).read_text())
     assert manifest["step"] == 123 and manifest["format"] == export.FORMAT
     assert manifest["config"]["model"]["video_widths"] == [64, 128, 256, 512]
     pooling = manifest["architecture"]["video_pooling"]
-    assert {k: pooling[k] for k in ("kind", "width", "num_layers", "num_heads", "mlp_width",
-                                    "max_len")} == {"kind": "transformer", "width": 512,
-                                                    "num_layers": 2, "num_heads": 4,
-                                                    "mlp_width": 2048, "max_len": 64}
+    assert {
+        k: pooling[k] for k in ("kind", "width", "num_layers", "num_heads", "mlp_width", "max_len")
+    } == {
+        "kind": "transformer",
+        "width": 512,
+        "num_layers": 2,
+        "num_heads": 4,
+        "mlp_width": 2048,
+        "max_len": 64,
+    }
     assert manifest["architecture"]["video_head"] == {
-        "in_features": 512, "hidden": 512, "out_features": 256, "dropout": 0.3,
-        "output": "L2-normalised"}
+        "in_features": 512,
+        "hidden": 512,
+        "out_features": 256,
+        "dropout": 0.3,
+        "output": "L2-normalised",
+    }
     for name, tensors in manifest["files"].items():
         on_disk = torch_load_file(export_dir / name)
-        assert {k: list(v.shape) for k, v in on_disk.items()} == \
-            {k: t["shape"] for k, t in tensors.items()}
+        assert {k: list(v.shape) for k, v in on_disk.items()} == {
+            k: t["shape"] for k, t in tensors.items()
+        }
     video, audio = manifest["inputs"]["video"], manifest["inputs"]["audio"]
     assert video["torch_layout"] == "NCTHW" and video["num_frames"] == config.input.num_frames
     assert audio["num_mel_bins"] == 257 and audio["hop_length"] == 240
@@ -206,14 +237,20 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
     assert video["std"] == [constants["VIDEO_STD"]] * 3
     log_mel = ast.parse((REPO / "data_pipeline" / "audio_features.py").read_text())
     fn = next(n for n in log_mel.body if getattr(n, "name", "") == "log_mel_spectrogram")
-    defaults = {a.arg: ast.literal_eval(d) for a, d in
-                zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None}
+    defaults = {
+        a.arg: ast.literal_eval(d)
+        for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults)
+        if d is not None
+    }
     assert audio["log_offset"] == defaults["log_offset"]
 
 
 def test_package_imports_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-            "import stica_jax.export, stica_jax.export.torch; print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+        "import stica_jax.export, stica_jax.export.torch; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
