@@ -45,15 +45,14 @@ def _separability(z, labels):
 
 def main(argv):
     del argv
-    from data_pipeline.tensorflow_cpu import tf  # noqa: F401 - hides GPUs from TF first.
     import jax
     import jax.numpy as jnp
     import numpy as np
     from flax import nnx
 
     from data_pipeline import pipeline
-    from stica_jax import step as step_lib
-    from stica_jax import train
+    from data_pipeline.tensorflow_cpu import tf  # noqa: F401 - hides GPUs from TF first.
+    from stica_jax import step as step_lib, train
 
     config = _CONFIG.value
     if _DATA_DIR.value is not None:

@@ -217,7 +217,7 @@ def is_oom(error: BaseException) -> bool:
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
-    lines = [l for l in str(error).splitlines() if l.strip()]
+    lines = [line for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"
 
 

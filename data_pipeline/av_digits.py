@@ -19,7 +19,6 @@ at 30 fps, int16 mono audio), so they go through the same tf.data path.
 """
 
 import dataclasses
-import io
 from collections.abc import Iterator
 
 import numpy as np

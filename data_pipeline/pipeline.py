@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipeline import builders  # noqa: F401 - registers the stica_jax TFDS builders.
-from data_pipeline import record_stream
+from data_pipeline import (
+    builders,  # noqa: F401 - registers the stica_jax TFDS builders.
+    record_stream,
+)
 from data_pipeline.audio_features import log_mel_spectrogram, num_spectrogram_frames
 from data_pipeline.augment import AugmentConfig, augment_clip, normalize
 from data_pipeline.tensorflow_cpu import tf

@@ -28,8 +28,7 @@ from absl import logging
 from clu import metric_writers
 from flax import nnx
 
-from stica_jax import checkpointing
-from stica_jax import step as step_lib
+from stica_jax import checkpointing, step as step_lib
 from stica_jax.crops import CropConfig
 from stica_jax.models import build_train_model
 from stica_jax.models.stica import DTYPES

@@ -83,7 +83,7 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
 
     assert out["ok"] and out["config"] == "tiny" and out["devices"] == 2
     assert lines[0].startswith("train_step benchmark: config=tiny dtype=float32")
-    ran = [l for l in lines if l.startswith("batch/device=2 ")]
+    ran = [line for line in lines if line.startswith("batch/device=2 ")]
     assert len(ran) == 1, lines
     m = re.fullmatch(
         rf"batch/device=2 global_batch=4 clips/s={NUMBER} step_ms={NUMBER} MFU={NUMBER}% "
@@ -94,8 +94,10 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     assert m, ran[0]
     values = [float(v) for v in m.groups()]
     assert all(math.isfinite(v) for v in values) and all(v > 0 for v in values[:7]), values
-    assert any(l.startswith("batch/device=64 OOM (RuntimeError: RESOURCE_EXHAUSTED") for l in lines)
-    assert any(l.startswith("batch/device=128 skipped") for l in lines)
+    assert any(
+        line.startswith("batch/device=64 OOM (RuntimeError: RESOURCE_EXHAUSTED") for line in lines
+    )
+    assert any(line.startswith("batch/device=128 skipped") for line in lines)
     summary = lines[-1]
     assert summary.startswith("summary: config=tiny") and summary.endswith("OK"), summary
     assert "batch/device=2 " in summary and "oom=[64]" in summary and "ran=[2]" in summary

@@ -27,23 +27,26 @@ def np_stica_loss(out, alpha=0.5, tau_av=0.1, tau_crop=0.5):
         large, small = out["crops"][family]["large"], out["crops"][family]["small"]
         n_large = large.shape[2]
         for j in range(n_large):  # view-2 large crop j
-            for l in range(n_large):  # view-1 large crop l
+            for k in range(n_large):  # view-1 large crop k
                 terms.append(
                     0.5
                     * (
-                        np_nce(large[1][:, j], large[0][:, l], tau_crop)
-                        + np_nce(large[0][:, l], large[1][:, j], tau_crop)
+                        np_nce(large[1][:, j], large[0][:, k], tau_crop)
+                        + np_nce(large[0][:, k], large[1][:, j], tau_crop)
                     )
                 )
         for s in range(small.shape[1]):
-            for l in range(n_large):
-                terms.append(np_nce(small[:, s], large[0][:, l], tau_crop))
+            for k in range(n_large):
+                terms.append(np_nce(small[:, s], large[0][:, k], tau_crop))
     return (1 - alpha) * np.mean(terms) + alpha * l_av, l_av, np.mean(terms)
 
 
 def random_outputs(b=6, d=8, seed=0):
     rng = np.random.default_rng(seed)
-    u = lambda *s: _unit(rng.standard_normal(s + (d,))).astype(np.float32)
+
+    def u(*s):
+        return _unit(rng.standard_normal(s + (d,))).astype(np.float32)
+
     return {
         "video": u(2, b),
         "audio": u(b),
@@ -98,7 +101,10 @@ def test_perfect_alignment_is_the_minimum_and_permuting_audio_raises_the_loss():
 
 def test_detach_keys_keeps_the_value_and_drops_the_key_gradient():
     out = random_outputs()
-    f = lambda a, detach: cross_modal_nce(jnp.asarray(out["video"]), a, detach_keys=detach)
+
+    def f(a, detach):
+        return cross_modal_nce(jnp.asarray(out["video"]), a, detach_keys=detach)
+
     a = jnp.asarray(out["audio"])
     assert float(f(a, True)) == pytest.approx(float(f(a, False)))
     g_full, g_detached = jax.grad(f)(a, False), jax.grad(f)(a, True)

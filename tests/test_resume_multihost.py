@@ -57,10 +57,10 @@ def _history(workdir):
 
 
 def _final_params(workdir):
-    from stica_jax import checkpointing
-
     import jax
     from flax import nnx
+
+    from stica_jax import checkpointing
 
     _, model, step = checkpointing.restore_model(workdir)
     return step, [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]

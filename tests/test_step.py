@@ -24,7 +24,10 @@ def _run(dtype: str, num_devices: int):
     model = tiny_model(config, axis_name=step.MESH_AXIS)
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     np_dtype = np.float64 if dtype == "float64" else np.float32
-    cast = lambda x: jnp.asarray(x, np_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    def cast(x):
+        return jnp.asarray(x, np_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
     params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
     batch = {k: cast(v) for k, v in random_batch(config, GLOBAL_BATCH).items()}
     grad_fn = step.make_grad_fn(

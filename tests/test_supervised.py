@@ -66,7 +66,10 @@ def test_crop_loss_is_the_mean_ce_of_crops_weighed_against_the_full_clip():
     logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
     crop_logits = jnp.array([[[0.0, 3.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])
     labels = jnp.array([0, 1])
-    ce = lambda z, y: -jax.nn.log_softmax(z)[y]
+
+    def ce(z, y):
+        return -jax.nn.log_softmax(z)[y]
+
     full = (ce(logits[0], 0) + ce(logits[1], 1)) / 2
     crops = sum(ce(crop_logits[i, j], labels[i]) for i in range(2) for j in range(2)) / 4
     loss, aux = classification_loss(logits, labels, crop_logits, crop_loss_weight=0.25)
@@ -79,7 +82,10 @@ def test_crop_loss_is_the_mean_ce_of_crops_weighed_against_the_full_clip():
 def _grads(config, num_devices: int, dtype=np.float32):
     model = build_train_model(config, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(0))
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    cast = lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    def cast(x):
+        return jnp.asarray(x, dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
     params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
     batch = {k: cast(v) for k, v in random_supervised_batch(config, GLOBAL_BATCH).items()}
     grad_fn = step.make_grad_fn(

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stica_jax import step as step_lib
-from stica_jax import train
+from stica_jax import step as step_lib, train
 from stica_jax.shapes import train_batch_shapes
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))

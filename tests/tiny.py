@@ -1,7 +1,5 @@
 """A slim STiCA config (same structure, a few channels) and random batches for tests."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 

@@ -1,7 +1,7 @@
 """ESC-50: 2,000 five-second environmental sounds, 50 classes, 5 official folds (audio only)."""
 
-import csv
 import collections
+import csv
 import os
 
 from data_pipeline.media_builder import (

@@ -3,8 +3,6 @@
 import csv
 import os
 
-import tensorflow_datasets as tfds
-
 from data_pipeline.media_builder import (
     MediaBuilderConfig,
     MediaDatasetBuilder,

@@ -85,7 +85,10 @@ def knn_accuracy(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *, k: int = 20
 ) -> float:
     """Top-1 (%) of a cosine-similarity k-nearest-neighbour majority vote."""
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
     sims = unit(test_x) @ unit(train_x).T
     nearest = np.argsort(-sims, axis=1)[:, :k]
     votes = train_y[nearest]

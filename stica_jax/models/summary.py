@@ -81,11 +81,17 @@ def summarize(config: Any) -> dict[str, Any]:
         return fn
 
     if supervised:
-        forward = lambda state, v, k: nnx.merge(graphdef, state).training_outputs(v, k)
+
+        def forward(state, v, k):
+            return nnx.merge(graphdef, state).training_outputs(v, k)
+
         forward_args = (video, keys)
         modules = ("video_backbone", "video_pooling", "fc")
     else:
-        forward = lambda state, v1, v2, a, k: nnx.merge(graphdef, state)(v1, v2, a, k)
+
+        def forward(state, v1, v2, a, k):
+            return nnx.merge(graphdef, state)(v1, v2, a, k)
+
         forward_args = (video, video, audio, keys)
         modules = ("video_backbone", "video_pooling", "video_head", "audio_backbone", "audio_head")
     outputs = jax.eval_shape(forward, state, *forward_args)

@@ -82,7 +82,10 @@ def test_the_folded_colour_map_equals_the_ops_applied_one_after_another():
     folded = augment.apply_colour_transform(frames, matrix, offset).numpy()
 
     expected = frames
-    grey = lambda x: (x @ luma)[..., None]
+
+    def grey(x):
+        return (x @ luma)[..., None]
+
     expected = (expected - grey(expected).mean(axis=(1, 2), keepdims=True)) * 0.7 + grey(
         expected
     ).mean(axis=(1, 2), keepdims=True)
@@ -149,7 +152,10 @@ def test_a_view_equals_the_simclr_chain_applied_op_by_op(grayscale):
         int(tf.random.stateless_uniform([], order_seed, 0, 6, dtype=tf.int32))
     ]
     luma = np.array([0.299, 0.587, 0.114])
-    grey = lambda image: (image @ luma)[..., None]
+
+    def grey(image):
+        return (image @ luma)[..., None]
+
     ops = (
         lambda image: image * factors[0],
         lambda image: (

@@ -2,7 +2,6 @@ import dataclasses
 import shutil
 
 import numpy as np
-import pytest
 
 from data_pipeline import pipeline, record_stream
 from data_pipeline.tensorflow_cpu import tf

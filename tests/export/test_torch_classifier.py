@@ -9,15 +9,14 @@ from flax import nnx
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
-from safetensors.torch import load_file as torch_load_file  # noqa: E402
-from torchvision.models.video import r2plus1d_18  # noqa: E402
+from safetensors.torch import load_file as torch_load_file
+from torchvision.models.video import r2plus1d_18
 
-from configs import sota  # noqa: E402
-from stica_jax.export import torch as export  # noqa: E402
-from stica_jax.export import torch_modules  # noqa: E402
-from stica_jax.models.classifier import VideoClassifier  # noqa: E402
-from stica_jax.models.stica import build_model  # noqa: E402
-from tests.export.random_norms import flat_values, randomize_norms  # noqa: E402
+from configs import sota
+from stica_jax.export import torch as export, torch_modules
+from stica_jax.models.classifier import VideoClassifier
+from stica_jax.models.stica import build_model
+from tests.export.random_norms import flat_values, randomize_norms
 
 TOL = 1e-4
 

@@ -17,15 +17,13 @@ from flax import nnx
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
-from safetensors.torch import load_file as torch_load_file  # noqa: E402
-from safetensors.torch import save_file as torch_save_file  # noqa: E402
+from safetensors.torch import load_file as torch_load_file, save_file as torch_save_file
 
-from configs import sota  # noqa: E402
-from stica_jax.export import torch as export  # noqa: E402
-from stica_jax.export import torch_modules  # noqa: E402
-from stica_jax.models.audio_resnet import AudioResNet  # noqa: E402
-from stica_jax.models.stica import build_model  # noqa: E402
-from tests.export.random_norms import flat_values, randomize_norms  # noqa: E402
+from configs import sota
+from stica_jax.export import torch as export, torch_modules
+from stica_jax.models.audio_resnet import AudioResNet
+from stica_jax.models.stica import build_model
+from tests.export.random_norms import flat_values, randomize_norms
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TOL = 1e-4  # max abs difference, float32
