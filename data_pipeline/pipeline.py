@@ -745,12 +745,3 @@ def make_audio_eval_dataset(
         process_index=process_index,
         process_count=process_count,
     )
-
-
-def num_classes(config: Any, data_dir: str) -> int:
-    """Label count of the config's dataset."""
-    return (
-        load_builder(InputConfig.from_any(config).dataset, data_dir)
-        .info.features["label"]
-        .num_classes
-    )
