@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from data_pipeline.datasets import resolve_data_dir
+from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.media_builder import media_features
 from data_pipeline.media_decode import encode_jpeg
 from data_pipeline.tensorflow_cpu import tf  # before TFDS touches TF: hides the GPUs

@@ -2,8 +2,8 @@
 
 Every path that reads or writes a dataset (training, the probes, `python -m
 data_pipeline.prepare`, AV-digits generation, the benchmarks) finds its TFDS data dir with
-`resolve_data_dir`, so a dataset is written where it is later read, and never relative to the
-current directory.
+`resolve_data_dir` (`data_pipeline.data_dir`, re-exported here), so a dataset is written where
+it is later read, and never relative to the current directory.
 
 `open_dataset` opens a prepared dataset once into a `PreparedDataset`: its name, data dir, TFDS
 builder, split sizes and class count. The trainer, its evaluators and the input pipeline share
@@ -11,33 +11,15 @@ that value instead of opening the builder again.
 """
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
-
-# TFDS's own rule (`tfds.core.constants.get_default_data_dir`), read at call time rather than at
-# TFDS's import, and made absolute.
-DATA_DIR_ENV = "TFDS_DATA_DIR"
-DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
-
-
-def resolve_data_dir(data_dir: str | None = None) -> str:
-    """The TFDS data dir to read and write: `data_dir`; else $TFDS_DATA_DIR; else
-    `~/tensorflow_datasets` (TFDS's default).
-
-    An empty string counts as unset. A local path comes back absolute, with `~` expanded; a
-    URL (`gs://bucket/tfds`) comes back unchanged.
-    """
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    if "://" in chosen:
-        return chosen
-    return os.path.abspath(os.path.expanduser(chosen))
 
 
 class DatasetNotPreparedError(UserError, FileNotFoundError):

@@ -124,7 +124,7 @@ def _builder(
     config: InputConfig, data_dir: str | None, dataset: PreparedDataset | None
 ) -> tfds.core.DatasetBuilder:
     """The builder of `config.dataset`: `dataset`'s when given (opened once by the caller),
-    else loaded from `data_dir` (resolved by `datasets.resolve_data_dir`)."""
+    else loaded from `data_dir` (resolved by `data_dir.resolve_data_dir`)."""
     if dataset is None:
         return load_builder(config.dataset, data_dir)
     if dataset.name != config.dataset:
@@ -596,7 +596,7 @@ def make_pretrain_dataset(
       config: `InputConfig`, or any config holding some of its fields (ConfigDict, dataclass).
       split: TFDS split expression of `config.dataset`, e.g. "train", "fold2+fold3", "train[:90%]".
       data_dir: the TFDS data dir the dataset was prepared into; None: `$TFDS_DATA_DIR`, else
-        `~/tensorflow_datasets` (`datasets.resolve_data_dir`).
+        `~/tensorflow_datasets` (`data_pipeline.data_dir.resolve_data_dir`).
       dataset: `config.dataset` already opened (`datasets.open_dataset`); then `data_dir` is not
         read. Callers that build several pipelines of one dataset open it once this way.
       batch_size_per_host: B.

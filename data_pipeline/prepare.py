@@ -5,7 +5,7 @@
 
 NAME: kinetics400, ucf101, hmdb51, esc50, dcase2014, av_digits (generated, no manual dir).
 The data dir defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets, where training reads
-(`data_pipeline.datasets.resolve_data_dir`). A mistake in the command (a flag, a manual dir
+(`data_pipeline.data_dir.resolve_data_dir`). A mistake in the command (a flag, a manual dir
 without the dataset's files) is one line on stderr with exit status 2. TensorFlow's start-up lines
 and warnings are hidden (`data_pipeline.console`) unless `TF_CPP_MIN_LOG_LEVEL=0`.
 
@@ -27,7 +27,7 @@ import os
 import sys
 
 from data_pipeline import console, decode_cache
-from data_pipeline.datasets import resolve_data_dir
+from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError, exit_with_error, one_line
 
 # TensorFlow and the builders are imported lazily: the spawned decode workers re-import this

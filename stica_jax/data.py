@@ -1,6 +1,6 @@
 """The prepared datasets of a run, each opened once from its config.
 
-A run reads its datasets from `config.data_dir`, resolved by `data_pipeline.datasets.
+A run reads its datasets from `config.data_dir`, resolved by `data_pipeline.data_dir.
 resolve_data_dir` (the value; else $TFDS_DATA_DIR; else ~/tensorflow_datasets). Each dataset is
 opened once into a `PreparedDataset` (name, data dir, TFDS builder, split sizes, class count),
 which the training loop, the input pipeline and the evaluators share:
@@ -19,12 +19,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from data_pipeline.datasets import (
-    DatasetNotPreparedError,
-    PreparedDataset,
-    open_dataset,
-    resolve_data_dir,
-)
+from data_pipeline.data_dir import resolve_data_dir
+from data_pipeline.datasets import DatasetNotPreparedError, PreparedDataset, open_dataset
 
 __all__ = [
     "DatasetNotPreparedError",

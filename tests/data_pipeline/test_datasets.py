@@ -8,11 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import av_digits, pipeline
-from data_pipeline.datasets import (
-    DatasetNotPreparedError,
-    open_dataset,
-    resolve_data_dir,
-)
+from data_pipeline.data_dir import resolve_data_dir
+from data_pipeline.datasets import DatasetNotPreparedError, open_dataset
 from tests.data_pipeline.conftest import TINY_DIGITS
 
 
