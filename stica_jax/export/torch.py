@@ -783,9 +783,10 @@ def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module
 
 def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> dict[str, Any]:
     """Export the checkpoint of `workdir` at `step` (None: the latest)."""
-    from stica_jax import checkpointing  # the trainer's module; imported only when used
+    # Late: restoring imports the trainer, and with it TensorFlow (see `stica_jax.restore`).
+    from stica_jax import restore
 
-    config, model, restored_step = checkpointing.restore_model(workdir, step)
+    config, model, restored_step = restore.restore_model(workdir, step)
     return export_model(model, config, out_dir, step=restored_step)
 
 
