@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--bn_one_pass", action="store_true")
     p.add_argument("--bn_sync", default="global", choices=("global", "device"))
     p.add_argument("--conv_channel_multiple", type=int, default=0)
+    p.add_argument("--sum_grads_once", action="store_true")
     p.add_argument("--no_compile", action="store_true", help="only the unoptimised counts")
     p.add_argument("--json", default=None)
     p.add_argument("--hlo_out", default=None, help="write the optimised HLO text here")
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bn_one_pass=args.bn_one_pass,
         bn_sync=args.bn_sync,
         conv_channel_multiple=args.conv_channel_multiple,
+        sum_grads_once=args.sum_grads_once,
     )
     lowered = bench.lower_step(config, mesh, args.batch, options)
     out: dict[str, Any] = {

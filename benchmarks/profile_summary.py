@@ -216,6 +216,9 @@ def format_summary(summary: dict[str, Any], title: str = "profile") -> str:
             f"  {c:<16}{v['ms_per_step']:>10.2f}{100 * v['share']:>7.1f}%"
             f"{v['kernels_per_step']:>14.1f}"
         )
+    if not summary["top"]:
+        lines.append("  (no device kernels in this trace: a CPU run of PyTorch has none)")
+        return "\n".join(lines)
     lines.append("  top kernels (ms/step, category):")
     for t in summary["top"][:8]:
         lines.append(f"    {t['ms_per_step']:8.2f}  {t['category']:<15} {t['name']}")

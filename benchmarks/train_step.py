@@ -30,7 +30,8 @@ the traced computation (elementwise work, BatchNorm, softmax and the optimizer n
 
 Candidate speed-ups, each behind its own flag so one can be measured at a time (a `--variant`
 name labels the run): `--bn_one_pass` and `--bn_sync=device` (`layers.configure_batch_norm`),
-`--conv_channel_multiple=8` (`layers.configure_convolutions`), `--video_dtype=bfloat16` (the
+`--conv_channel_multiple=8` (`layers.configure_convolutions`), `--sum_grads_once`
+(`step.make_train_step`: one float32 gradient psum per parameter), `--video_dtype=bfloat16` (the
 step takes bf16 video: half the host→device bytes; `h2d_ms` times one batch's transfer in f32
 and bf16 whatever the flag). `--compilation_cache_dir` turns on JAX's persistent compilation
 cache there (and with it XLA's per-fusion autotune cache, `jax_persistent_cache_enable_xla_caches`),
@@ -126,6 +127,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--conv_channel_multiple", type=int, default=0, help="pad conv channels (0: off)"
     )
     p.add_argument("--video_dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument(
+        "--sum_grads_once",
+        action="store_true",
+        help="one float32 psum per parameter gradient (not one per use, in bf16)",
+    )
     p.add_argument("--compilation_cache_dir", default=None, help="JAX persistent compilation cache")
     p.add_argument("--compile_only", action="store_true", help="compile from shapes, time nothing")
     p.add_argument("--profile_dir", default=None, help="jax.profiler trace of a few steps")
@@ -174,6 +180,7 @@ class ModelOptions:
     bn_sync: str = "global"
     conv_channel_multiple: int = 0
     video_dtype: str = "float32"
+    sum_grads_once: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
@@ -241,6 +248,7 @@ def lower_step(
         step.LossConfig.from_config(config.loss),
         mesh,
         per_device_batch_norm=options.bn_sync == "device",
+        sum_grads_once=options.sum_grads_once,
     )
     return train_step.lower(state, batch, key)
 
@@ -385,6 +393,7 @@ def run_batch_size(
         step.LossConfig.from_config(config.loss),
         mesh,
         per_device_batch_norm=args.bn_sync == "device",
+        sum_grads_once=args.sum_grads_once,
     )
     start = time.perf_counter()
     compiled = train_step.lower(state, batch, keys[0]).compile()
