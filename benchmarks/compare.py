@@ -8,7 +8,8 @@ Reads the `--json` files of `train_step.py` and `torch_baseline.py` (and `--comp
 runs) and prints Markdown tables ready for `benchmarks/RESULTS.md`:
 1. clips/s and MFU per batch size: JAX, every PyTorch variant, the best PyTorch variant at that
    batch size, and the ratio JAX / best PyTorch;
-2. each candidate fix against the JAX baseline at `--baseline_batch`;
+2. each candidate fix against the JAX baseline at `--baseline_batch`, and the step compiled
+   with XLA's default autotuning against the baseline at `--autotune_batch`;
 3. compile (or cache-load) seconds of every JAX run, with its XLA flags and cache.
 Missing files or batch sizes print as "—"; the script never fails on a partial run.
 """
@@ -80,13 +81,37 @@ def fixes_table(baseline: dict | None, fixes: list[dict], batch: int) -> list[st
             continue
         r = at(data)
         change = f"{r['clips_per_s'] / base['clips_per_s'] - 1:+.1%}" if r and base else "—"
-        options = ", ".join(f"{k}={v}" for k, v in (data.get("options") or {}).items())
+        defaults = (False, 0, "global", "float32")
+        options = (
+            ", ".join(
+                f"{k}={v}" for k, v in (data.get("options") or {}).items() if v not in defaults
+            )
+            or "(none)"
+        )
         lines.append(
             f"| {data.get('variant', '?')} | {options} | {_cell(r)} | {change} | "
             f"{r['step_ms']:.1f} | {r['compile_s']:.1f} |"
             if r
             else f"| {data.get('variant', '?')} | {options} | — | — | — | — |"
         )
+    return lines
+
+
+def profile_table(profiles: list[tuple[str, dict | None]]) -> list[str]:
+    """Device time per kernel category of each profile summary (`profile_summary.py`)."""
+    present = [(n, p) for n, p in profiles if p]
+    if not present:
+        return ["(no profile summaries)"]
+    head = ["category"] + [f"{n} ms/step (share)" for n, _ in present]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for c in next(iter(present))[1]["categories"]:
+        cells = [
+            f"{p['categories'][c]['ms_per_step']:.2f} ({100 * p['categories'][c]['share']:.1f}%)"
+            for _, p in present
+        ]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    totals = [f"{p['total_ms_per_step']:.2f}" for _, p in present]
+    lines.append("| total | " + " | ".join(totals) + " |")
     return lines
 
 
@@ -115,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fixes", default="", help="train_step.py JSONs of the candidate fixes")
     p.add_argument("--compile", default="", help="JSONs whose compile times to list")
     p.add_argument("--baseline_batch", type=int, default=16)
+    p.add_argument("--profiles", default="", help="NAME=profile summary JSON, commas")
+    p.add_argument("--autotune", default="", help="train_step.py JSONs with XLA's autotuning")
+    p.add_argument("--autotune_batch", type=int, default=8)
     args = p.parse_args(argv)
 
     def many(s):
@@ -129,6 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     if fixes:
         print(f"\n## Candidate fixes at batch/device={args.baseline_batch}\n")
         print("\n".join(fixes_table(jax_runs[0] if jax_runs else None, fixes, args.baseline_batch)))
+    autotuned = [d for d in map(_load, many(args.autotune)) if d]
+    if autotuned:
+        print(
+            f"\n## XLA's default autotuning vs the fast flags at batch/device={args.autotune_batch}\n"
+        )
+        table = fixes_table(jax_runs[0] if jax_runs else None, autotuned, args.autotune_batch)
+        print("\n".join(table))
+    if args.profiles:
+        named = [x.partition("=")[::2] for x in many(args.profiles)]
+        print("\n## Device time by kernel category\n")
+        print("\n".join(profile_table([(n, _load(path)) for n, path in named])))
     if args.compile:
         print("\n## Compile times\n")
         print(

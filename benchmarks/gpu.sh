@@ -8,32 +8,35 @@
 # lacks: carry it as a wheel in benchmarks/wheels/ (README.md, "On a GPU machine"). Nothing
 # is downloaded. Run from anywhere: bash benchmarks/gpu.sh.
 #
-# Phases (each under `timeout`, each skipped when the time left is too short; the order is
-# the order of importance):
+# Phases (each under `timeout`, each skipped when the time left is too short):
 #   0. nvidia-smi; ml_collections from benchmarks/wheels/ if missing; an import check (JAX
 #      and torch both see the GPU, no TensorFlow).
 #   1. In the background, on CPU cores 4.. (taskset): the JAX compile farm. FARM_PARALLEL
 #      `train_step.py --compile_only` processes compile the SOTA step from shapes with
 #      FAST_FLAGS (--xla_gpu_autotune_level=0: no cuDNN/Triton autotuning, so no GPU time)
 #      into the persistent cache $CACHE: the baseline at each of BATCH_SIZES and every fix of
-#      FIXES at FIX_BATCH. Each compile takes ~1 min of CPU; in parallel they finish while:
-#   2. in the foreground, on cores 0-3, PyTorch: torch_baseline.py, eager, TORCH_LAYOUTS,
-#      BATCH_SIZES (cudnn.benchmark autotuning included in its compile_s), with a
-#      torch.profiler summary at FIX_BATCH.
-#   3. JAX timing processes (same FAST_FLAGS, same cache: compile_s is now the cache load):
-#      the baseline at BATCH_SIZES with a jax.profiler summary and the optimised-HLO counts at
-#      FIX_BATCH, then each fix at FIX_BATCH (FIX_STEPS steps).
-#   4. Autotuning: the baseline at AUTOTUNE_BATCH with XLA's default autotuning into a fresh
-#      cache (cold compile with autotuning + the autotuned step time), then the same again in
-#      a new process (warm persistent + autotune cache).
-#   5. torch.compile of the model (TORCH_COMPILE=1) at FIX_BATCH, best eager layout, if time.
+#      FIXES at FIX_BATCH. Meanwhile, in the foreground on cores 0-3 and the GPU:
+#   2. PyTorch: torch_baseline.py, eager, TORCH_LAYOUTS × BATCH_SIZES (cudnn.benchmark's
+#      autotuning is in its compile_s), with a torch.profiler summary at FIX_BATCH; then
+#   3. JAX with XLA's default autotuning at AUTOTUNE_BATCH, compiled cold into a fresh cache
+#      $CACHE_AT (compile time with autotuning, and the step with autotuned kernels).
+#   4. JAX timing processes (FAST_FLAGS, $CACHE: compile_s is now the cache load): the
+#      baseline at BATCH_SIZES with a jax.profiler summary and the optimised-HLO counts at
+#      FIX_BATCH, then each fix at FIX_BATCH; then the autotuned program again in a new
+#      process (warm persistent + autotune cache).
+#   5. torch.compile of the model (TORCH_COMPILE=1) at FIX_BATCH, first layout, if time.
 #   6. benchmarks/compare.py: the tables (JAX / PyTorch ratio per batch size, fixes, compiles)
 #      into summary.md and the end of the log.
+# On one GPU the collectives are no-ops, so the fixes measured here are those that change the
+# work of one device (one-pass BN statistics, padded channels, and both with one gradient psum
+# per parameter); per-device BN and the gradient psum alone only change collectives (their
+# counts: benchmarks/hlo_stats.py on fake CPU devices, RESULTS.md).
 # What comes back in $OUT (else /tmp/stica_gpu_bench): gpu.log (everything), summary.md
 # (the tables), jax_sota.json, torch.json, results.tgz (every JSON, log and the traces).
 # Exit status non-zero if a check or a benchmark failed.
-# Knobs (environment): BATCH_SIZES=8,16,32 FIX_BATCH=16 AUTOTUNE_BATCH=8 STEPS=20 WARMUP=3
-#   FIX_STEPS=10 PEAK_TFLOPS=989 TOTAL_S=530 FARM_PARALLEL=4 FAST_FLAGS=... TORCH_LAYOUTS=...
+# Knobs (environment): BATCH_SIZES=8,16,32 FIX_BATCH=16 AUTOTUNE_BATCH=8 STEPS=10 WARMUP=2
+#   FIX_STEPS=10 PROFILE_STEPS=3 PEAK_TFLOPS=989 TOTAL_S=530 FARM_PARALLEL=6 FAST_FLAGS=...
+#   TORCH_LAYOUTS=...
 #   TORCH_COMPILE=1 FIXES="name:--flag ..." CACHE=/tmp/stica_jax_cache PYTHON=python3.
 # Dry run of the logic on a CPU (slow there; fails only its nvidia-smi steps):
 #   ALLOW_CPU=1 DRY_RUN=1 PYTHON=python bash benchmarks/gpu.sh
@@ -47,22 +50,24 @@ PY=${PYTHON:-python3}
 BATCH_SIZES=${BATCH_SIZES:-8,16,32}
 FIX_BATCH=${FIX_BATCH:-16}
 AUTOTUNE_BATCH=${AUTOTUNE_BATCH:-8}
-STEPS=${STEPS:-20}
-WARMUP=${WARMUP:-3}
+STEPS=${STEPS:-10}
+WARMUP=${WARMUP:-2}
 FIX_STEPS=${FIX_STEPS:-10}
+PROFILE_STEPS=${PROFILE_STEPS:-3}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
 TOTAL_S=${TOTAL_S:-530}
-FARM_PARALLEL=${FARM_PARALLEL:-4}
+FARM_PARALLEL=${FARM_PARALLEL:-6}
 FAST_FLAGS=${FAST_FLAGS:---xla_gpu_autotune_level=0}
 TORCH_LAYOUTS=${TORCH_LAYOUTS:-channels_last_3d,ncdhw}
 TORCH_COMPILE=${TORCH_COMPILE:-1}
-FIXES=${FIXES:-bn_one_pass:--bn_one_pass bn_device:--bn_sync=device pad8:--conv_channel_multiple=8 video_bf16:--video_dtype=bfloat16}
+FIXES=${FIXES:-bn_one_pass:--bn_one_pass pad8:--conv_channel_multiple=8 combined:--bn_one_pass,--conv_channel_multiple=8,--sum_grads_once}
 CACHE=${CACHE:-/tmp/stica_jax_cache}
 CACHE_AT=${CACHE}_autotune
 JAX_EXTRA=${JAX_EXTRA:-}
 TORCH_EXTRA=${TORCH_EXTRA:-}
 if [[ -n ${DRY_RUN:-} ]]; then  # the logic on a CPU: tiny inputs, one size, one fix
   BATCH_SIZES=2 FIX_BATCH=2 AUTOTUNE_BATCH=2 STEPS=1 WARMUP=0 FIX_STEPS=1 FARM_PARALLEL=2
+  PROFILE_STEPS=1
   FIXES="bn_one_pass:--bn_one_pass" TORCH_LAYOUTS=channels_last_3d TORCH_COMPILE=0
   JAX_EXTRA="--tiny" TORCH_EXTRA="--tiny --device=cpu --dtype=float32"
 fi
@@ -102,14 +107,24 @@ jax_bench() {  # jax_bench NAME JSON ARGS...: train_step.py with the fast flags 
     --time_budget_s=$(($(left) - 20)) $JAX_EXTRA "$@"
 }
 
+jax_autotune() {  # jax_autotune cold|warm LIMIT_S: the baseline with XLA's default autotuning
+  # shellcheck disable=SC2086
+  run "$2" "jax-autotune-$1" "${FG[@]}" \
+    "$PY" benchmarks/train_step.py --batch_sizes="$AUTOTUNE_BATCH" --steps="$FIX_STEPS" \
+    --warmup=2 --variant="autotune_$1" --peak_tflops="$PEAK_TFLOPS" \
+    --compilation_cache_dir="$CACHE_AT" --json="$WORK/json/autotune_$1.json" $JAX_EXTRA
+}
+
 farm() {  # the compile-only processes, FARM_PARALLEL at a time, in the background
-  local jobs=()
+  local todo=()
   IFS=, read -ra sizes <<<"$BATCH_SIZES"
-  for b in "${sizes[@]}"; do jobs+=("baseline_b$b:--batch_sizes=$b"); done
-  for fix in $FIXES; do jobs+=("${fix%%:*}_b$FIX_BATCH:--batch_sizes=$FIX_BATCH ${fix#*:}"); done
-  for job in "${jobs[@]}"; do
+  for b in "${sizes[@]}"; do todo+=("baseline_b$b:--batch_sizes=$b"); done
+  for fix in $FIXES; do todo+=("${fix%%:*}_b$FIX_BATCH:--batch_sizes=$FIX_BATCH ${fix#*:}"); done
+  # A fix's flags are comma-separated in FIXES (one word each): spaces here.
+  for job in "${todo[@]}"; do
     while (($(jobs -rp | wc -l) >= FARM_PARALLEL)); do wait -n; done
     local name=${job%%:*} flags=${job#*:}
+    flags=${flags//,/ }
     echo "=== [$(date +%T)] farm: compiling $name ($flags)"
     # shellcheck disable=SC2086
     XLA_FLAGS="$FAST_FLAGS" XLA_PYTHON_CLIENT_PREALLOCATE=false "${BG[@]}" "$PY" \
@@ -175,38 +190,40 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
     --batch_sizes="$BATCH_SIZES" --steps="$STEPS" --warmup="$WARMUP" \
     --layouts="$TORCH_LAYOUTS" --modes=eager --peak_tflops="$PEAK_TFLOPS" \
     --time_budget_s=$(($(left) / 3 - 20)) --profile_dir="$WORK/profiles/torch" \
-    --profile_batch="$FIX_BATCH" --json="$WORK/json/torch.json" $TORCH_EXTRA
+    --profile_batch="$FIX_BATCH" --profile_steps="$PROFILE_STEPS" \
+    --json="$WORK/json/torch.json" $TORCH_EXTRA
+
+  # 3. XLA's default autotuning, cold, while the farm may still be compiling on other cores.
+  rm -rf "$CACHE_AT"
+  # It must leave ~190 s for the JAX timing of step 4; 106 s at batch 8 on an H100 before.
+  local autotune_limit=$(($(left) - 190))
+  if [[ -z ${DRY_RUN:-} ]] && ((autotune_limit >= 110)); then
+    jax_autotune cold "$autotune_limit"
+  else
+    echo "=== jax-autotune-cold skipped ($(left) s left)"
+  fi
 
   echo "=== [$(date +%T)] waiting for the compile farm (pid $farm_pid)"
   wait "$farm_pid" || { echo "=== farm: rc=$? (timed out or failed)"; STATUS=1; }
   cat "$WORK/logs/farm.log"
   grep -h "compile_s\|ERROR\|Error" "$WORK"/logs/farm_*.log 2>/dev/null | grep -v "^train_step"
 
-  # 3. JAX timing from the cache: the baseline, then each fix.
+  # 4. JAX timing from the cache: the baseline, each fix, the autotuned program warm.
   jax_bench jax-baseline "$WORK/json/jax_sota.json" --batch_sizes="$BATCH_SIZES" \
     --steps="$STEPS" --warmup="$WARMUP" --variant=baseline \
-    --profile_dir="$WORK/profiles/jax" --profile_batch="$FIX_BATCH" --hlo_stats
+    --profile_dir="$WORK/profiles/jax" --profile_batch="$FIX_BATCH" \
+    --profile_steps="$PROFILE_STEPS" --hlo_stats
+  local flags
   for fix in $FIXES; do
+    flags=${fix#*:}
     # shellcheck disable=SC2086
     jax_bench "jax-${fix%%:*}" "$WORK/json/fix_${fix%%:*}.json" --batch_sizes="$FIX_BATCH" \
-      --steps="$FIX_STEPS" --warmup=2 --variant="${fix%%:*}" ${fix#*:}
+      --steps="$FIX_STEPS" --warmup=2 --variant="${fix%%:*}" ${flags//,/ }
   done
-
-  # 4. XLA's default autotuning: cold (fresh cache), then warm (a new process, same cache).
-  if [[ -z ${DRY_RUN:-} ]] && (($(left) > 130)); then
-    rm -rf "$CACHE_AT"
-    for phase in cold warm; do
-      if [[ $phase == warm ]] && (($(left) < 45)); then
-        echo "=== jax-autotune-warm skipped ($(left) s left)"; break
-      fi
-      # shellcheck disable=SC2086
-      run "$(left)" "jax-autotune-$phase" "${FG[@]}" "$PY" benchmarks/train_step.py \
-        --batch_sizes="$AUTOTUNE_BATCH" --steps="$FIX_STEPS" --warmup=2 \
-        --variant="autotune_$phase" --peak_tflops="$PEAK_TFLOPS" \
-        --compilation_cache_dir="$CACHE_AT" --json="$WORK/json/autotune_$phase.json" $JAX_EXTRA
-    done
+  if [[ -d $CACHE_AT ]] && (($(left) > 45)); then
+    jax_autotune warm "$(left)"
   else
-    echo "=== autotune phase skipped ($(left) s left)"
+    echo "=== jax-autotune-warm skipped ($(left) s left)"
   fi
 
   # 5. torch.compile, if time is left.
@@ -229,6 +246,9 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
   "$PY" benchmarks/compare.py --jax="$WORK/json/jax_sota.json" \
     --torch="$WORK/json/torch.json,$WORK/json/torch_compile.json" \
     --fixes="$fixes_json" --compile="$compile_json" --baseline_batch="$FIX_BATCH" \
+    --autotune="$WORK/json/autotune_cold.json,$WORK/json/autotune_warm.json" \
+    --autotune_batch="$AUTOTUNE_BATCH" \
+    --profiles="JAX=$WORK/profiles/jax/jax_profile_summary.json,PyTorch=$WORK/profiles/torch/torch_profile_summary.json" \
     | tee "$OUT_DIR/summary.md"
 
   echo "=== [$(date +%T)] done in ${SECONDS}s, status=$STATUS"
@@ -239,5 +259,12 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
 main 2>&1 | tee "$OUT_DIR/gpu.log"
 rc=${PIPESTATUS[0]}
 cp "$WORK/json/jax_sota.json" "$WORK/json/torch.json" "$OUT_DIR/" 2>/dev/null
-tar czf "$OUT_DIR/results.tgz" -C "$OUT_DIR" work 2>/dev/null && rm -rf "$WORK"
+# At most 16 MiB per file comes back: the traces go first if the archive would be larger.
+gzip -f "$WORK"/profiles/torch/*.json 2>/dev/null
+tar czf "$OUT_DIR/results.tgz" -C "$OUT_DIR" --exclude='*.xplane.pb' --exclude='*.trace.json.gz' \
+  work 2>/dev/null
+if (($(stat -c %s "$OUT_DIR/results.tgz" 2>/dev/null || echo 0) > 15000000)); then
+  tar czf "$OUT_DIR/results.tgz" -C "$OUT_DIR" --exclude='*trace*' --exclude='*.pb' work
+fi
+rm -rf "$WORK"
 exit "$rc"

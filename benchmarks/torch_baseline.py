@@ -342,7 +342,7 @@ def make_step(model: STiCATorch, optimizer: torch.optim.Optimizer, args, mode: s
         loss.backward()
         # The JAX step reports the gradient norm and checks it is finite; so does this one.
         grad_norm = torch.linalg.vector_norm(
-            torch.stack(torch._foreach_norm([p.grad for p in params]))
+            torch.stack(torch._foreach_norm([p.grad for p in params if p.grad is not None]))
         )
         optimizer.step()
         return loss.detach(), grad_norm

@@ -155,17 +155,21 @@ def make_grad_fn(
     mesh: Mesh,
     *,
     per_device_batch_norm: bool = False,
+    sum_grads_once: bool = False,
 ) -> Callable:
     """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
 
     The global-batch loss and its gradient, computed data-parallel over `mesh`.
-    `per_device_batch_norm`: the model's BatchNorms use each device's shard alone (see
-    `average_batch_stats`).
+    `per_device_batch_norm`, `sum_grads_once`: as in `make_train_step`.
     """
     grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
 
     def per_device(params, batch_stats, batch, rng):
+        if sum_grads_once:
+            params = _per_device_copies(params)
         (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng)
+        if sum_grads_once:
+            grads = jax.lax.psum(grads, MESH_AXIS)
         if per_device_batch_norm:
             new_stats = average_batch_stats(new_stats)
         return loss, aux, grads, new_stats

@@ -253,6 +253,10 @@ def test_compare_tables(tmp_path):
     table = compare.fixes_table(json.loads(open(jax_json).read()), [fix], 16)
     assert any("bn_one_pass" in x and "+10.0%" in x for x in table)
     assert compare.main([f"--jax={jax_json}", f"--torch={torch_json},{tmp_path}/missing.json"]) == 0
+    cats = {c: {"ms_per_step": 1.0, "share": 0.5} for c in profile_summary.CATEGORIES}
+    prof = {"categories": cats, "total_ms_per_step": 2.0}
+    table = compare.profile_table([("JAX", prof), ("PyTorch", None)])
+    assert table[0] == "| category | JAX ms/step (share) |" and "| total | 2.00 |" in table
 
 
 def test_shape_only_lowering_is_the_timed_program():

@@ -62,10 +62,10 @@ def test_is_oom(bench):
 def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     real = bench.synthetic_batch
 
-    def batch_or_oom(config, global_batch, seed=0):  # a device OOM for the larger batches
+    def batch_or_oom(config, global_batch, seed=0, video_dtype="float32"):  # OOM when larger
         if global_batch > 4:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0TiB")
-        return real(config, global_batch, seed)
+        return real(config, global_batch, seed, video_dtype)
 
     monkeypatch.setattr(bench, "synthetic_batch", batch_or_oom)
     path = tmp_path / "out.json"
