@@ -229,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("trace")
     p.add_argument("--steps", type=int, default=1, help="steps the trace holds")
-    p.add_argument("--hlo", default=None, help="optimised HLO text of the traced program")
+    p.add_argument("--hlo", default=None, help="optimised HLO text (.txt or .txt.gz)")
     args = p.parse_args(argv)
     hlo = None
     if args.hlo:
         from benchmarks import hlo_stats
 
-        with open(args.hlo) as f:
+        opener = gzip.open if args.hlo.endswith(".gz") else open
+        with opener(args.hlo, "rt") as f:
             hlo = hlo_stats.categories(f.read())
     print(format_summary(summarize_trace(args.trace, steps=args.steps, hlo_categories=hlo)))
     return 0

@@ -476,10 +476,15 @@ def run_batch_size(
 def profile_steps(compiled, state, batch, keys, args, profile_dir: str) -> dict[str, Any]:
     """`jax.profiler` trace of `--profile_steps` steps, summarised by kernel category."""
     import glob
+    import gzip
 
     from benchmarks import hlo_stats, profile_summary
 
     os.makedirs(profile_dir, exist_ok=True)
+    hlo_text = compiled.as_text()
+    # Kept with the trace, so `profile_summary.py TRACE --hlo=…` can re-categorise it later.
+    with gzip.open(os.path.join(profile_dir, "optimised_hlo.txt.gz"), "wt") as f:
+        f.write(hlo_text)
     jax.block_until_ready(state)
     with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
         for i in range(args.profile_steps):
@@ -491,7 +496,7 @@ def profile_steps(compiled, state, batch, keys, args, profile_dir: str) -> dict[
     summary = profile_summary.summarize_trace(
         traces[-1],
         steps=args.profile_steps,
-        hlo_categories=hlo_stats.categories(compiled.as_text()),
+        hlo_categories=hlo_stats.categories(hlo_text),
     )
     print(profile_summary.format_summary(summary, title="jax.profiler"), flush=True)
     with open(os.path.join(profile_dir, "jax_profile_summary.json"), "w") as f:
