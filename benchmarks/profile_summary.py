@@ -140,7 +140,9 @@ def device_kernels(events: list[dict[str, Any]]) -> tuple[str, list[tuple[str, f
     gpu_pids = {pid for pid, n in names.items() if re.search(r"/device:(GPU|TPU)", n)}
     if gpu_pids:
         on_device = [e for e in complete if e.get("pid") in gpu_pids]
-        derived = re.compile(r"XLA Modules|XLA Ops|Steps|TraceMe|Framework|Source|Launch Stats")
+        derived = re.compile(
+            r"XLA Modules|XLA Ops|Steps|TraceMe|Framework|Source|Launch Stats|TensorFlow|Name Scope"
+        )
         streams = [e for e in on_device if not derived.search(thread(e))]
         if not streams:
             streams = [e for e in on_device if thread(e) == "XLA Ops"]

@@ -365,6 +365,7 @@ def run_batch_size(config, args, layout, mode, batch, flops, profile_dir=None) -
     metrics = [step(data)]
     _sync(args.device)
     compile_s = time.perf_counter() - start
+    print(f"compiled: batch/device={batch} compile_s={compile_s:.1f} (first step)", flush=True)
     metrics += [step(data) for _ in range(args.warmup)]
     _sync(args.device)
     start = time.perf_counter()

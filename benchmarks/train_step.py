@@ -398,6 +398,8 @@ def run_batch_size(
     start = time.perf_counter()
     compiled = train_step.lower(state, batch, keys[0]).compile()
     compile_s = time.perf_counter() - start
+    # Printed now too: a run stopped by its time limit still shows how long it compiled.
+    print(f"compiled: batch/device={per_device_batch} compile_s={compile_s:.1f}", flush=True)
 
     metrics = []
     for i in range(args.warmup):
