@@ -241,7 +241,7 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
   # 6. The tables.
   local fixes_json="" compile_json=""
   for fix in $FIXES; do fixes_json+="$WORK/json/fix_${fix%%:*}.json,"; done
-  for f in "$WORK"/json/farm_*.json; do compile_json+="$f,"; done
+  for f in "$WORK"/json/farm_*.json; do [[ -e $f ]] && compile_json+="$f,"; done
   compile_json+="$WORK/json/jax_sota.json,$fixes_json$WORK/json/autotune_cold.json,"
   compile_json+="$WORK/json/autotune_warm.json"
   "$PY" benchmarks/compare.py --jax="$WORK/json/jax_sota.json" \
