@@ -311,6 +311,20 @@ def validate_audio_config(config: Any, model: Any, *, num_devices: int, num_proc
         protocol_splits(config.dataset, fold)
 
 
+def finished_folds(workdir: str, folds: list[int]) -> dict[int, dict[str, float]]:
+    """The folds process 0 finds finished in `workdir`, the same on every host (a host that
+    decided alone could skip a fold the others extract features for, and hang them)."""
+    local = {f: results_lib.read_fold(workdir, f) for f in folds}
+    if jax.process_count() == 1:
+        return {f: m for f, m in local.items() if m is not None}
+    from jax.experimental import multihost_utils
+
+    top1s = np.array([np.nan if local[f] is None else local[f]["top1"] for f in folds])
+    top1s = np.asarray(multihost_utils.broadcast_one_to_all(top1s))
+    # A host that reads the file keeps its exact value (the broadcast may round to float32).
+    return {f: local[f] or {"top1": float(v)} for f, v in zip(folds, top1s) if not np.isnan(v)}
+
+
 def _format_seconds(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -385,9 +399,10 @@ def run_audio_protocol(
 
     per_fold: dict[int, dict[str, float]] = {}
     t_start, computed = time.time(), 0
-    todo = [fold for fold in folds if results_lib.read_fold(workdir, fold) is None]
+    finished = finished_folds(workdir, folds)
+    todo = [fold for fold in folds if fold not in finished]
     for fold in folds:
-        done = results_lib.read_fold(workdir, fold)
+        done = finished.get(fold)
         if done is not None:
             per_fold[fold] = done
             if is_chief:
