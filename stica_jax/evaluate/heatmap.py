@@ -26,6 +26,7 @@ at. The network is convolutional and the map is as large as the frame allows.
 """
 
 import dataclasses
+import functools
 import html
 import os
 import sys
@@ -139,10 +140,12 @@ def clip_inputs(
     )
 
 
+@functools.lru_cache(maxsize=8)
 def make_heatmap_fn(graphdef: nnx.GraphDef) -> Callable:
     """Jitted `(params, batch_stats, video [1, T, H, W, 3], audio [1, F, T_a, 1]) → [H', W']`:
     each map position's embedding (a 1 × 1 feature crop through temporal pooling and the video
-    head) dotted with the audio embedding, both unit vectors (inference mode)."""
+    head) dotted with the audio embedding, both unit vectors (inference mode). One compiled
+    function per model structure (cached), recompiled only for a new input size."""
 
     def heat(params, batch_stats, video, audio):
         model = nnx.merge(graphdef, params, batch_stats, copy=True)
