@@ -409,9 +409,9 @@ def run_audio_protocol(
                 print(f"fold {fold}: top-1 {done['top1']:.1f}% (finished earlier)", flush=True)
             continue
         train_splits, test_split = protocol_splits(config.dataset, fold)
-        train = [split_features(s) for s in train_splits]
-        train_x = np.concatenate([f for f, _ in train])  # [N, n_sub, D]
-        train_y = np.concatenate([y for _, y in train])
+        train_sets = [split_features(s) for s in train_splits]
+        train_x = np.concatenate([x for x, _ in train_sets])  # [N, n_sub, D]
+        train_y = np.concatenate([y for _, y in train_sets])
         test_x, test_y = split_features(test_split)
         n_sub = train_x.shape[1]
         classifier, train_loss = train_linear_classifier(
