@@ -107,10 +107,12 @@ def official_lr_factors(
     official run: 1, 4.5, 8, 8, 8, 8, 8, 0.4, 0.4, 0.4, 0.4, 0.02.
     """
     shifted = sorted(m - warmup_epochs for m in milestones)
+    if warmup_epochs == 0:  # eval_video.py then steps the MultiStepLR alone
+        return [gamma ** bisect.bisect_right(shifted, epoch) for epoch in range(num_epochs)]
     factors = []
     for epoch in range(num_epochs):
         if epoch <= warmup_epochs:
-            factors.append(1.0 + (multiplier - 1.0) * epoch / max(warmup_epochs, 1))
+            factors.append(1.0 + (multiplier - 1.0) * epoch / warmup_epochs)
         else:
             after = epoch - warmup_epochs - 1  # the MultiStepLR's own epoch count
             factors.append(multiplier * gamma ** bisect.bisect_right(shifted, after))
