@@ -154,7 +154,9 @@ def test_a_missing_video_is_one_line_and_exit_2(tmp_path):
         tmp_path=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: video not found: {tmp_path / 'missing.mp4'}"
+    assert result.stderr.strip() == (
+        f"stica_jax.evaluate.heatmap: error: video not found: {tmp_path / 'missing.mp4'}"
+    )
     result = run_cli(f"--out={tmp_path / 'out'}", tmp_path=tmp_path)
     assert result.returncode == 2 and "--video" in result.stderr
     assert result.stderr.strip().count("\n") == 0
