@@ -515,65 +515,69 @@ def run_fold(
         )
     pending: list[dict[str, jax.Array]] = []
     last_time, last_step = time.time(), start_step
-    for step in range(start_step, total_steps):
-        batch = step_lib.global_batch(next(batches), mesh)
-        state, metrics = train_step(state, batch, rng)
-        pending.append(metrics)
-        done = step + 1
-        epoch_end = done % steps_per_epoch == 0
-        if epoch_end or done % config.log_every_steps == 0:
-            history = jax.device_get(pending)
-            pending = []
-            bad = [i for i, m in enumerate(history) if not m["finite"]]
-            if bad:
-                raise NonFiniteError(
-                    f"fold {fold}: non-finite loss or gradient at step "
-                    f"{done - len(history) + bad[0] + 1}; stopping without saving. The last "
-                    f"checkpoint is step {manager.latest_step()}."
+    try:
+        for step in range(start_step, total_steps):
+            batch = step_lib.global_batch(next(batches), mesh)
+            state, metrics = train_step(state, batch, rng)
+            pending.append(metrics)
+            done = step + 1
+            epoch_end = done % steps_per_epoch == 0
+            if epoch_end or done % config.log_every_steps == 0:
+                history = jax.device_get(pending)
+                pending = []
+                bad = [i for i, m in enumerate(history) if not m["finite"]]
+                if bad:
+                    raise NonFiniteError(
+                        f"fold {fold}: non-finite loss or gradient at step "
+                        f"{done - len(history) + bad[0] + 1}; stopping without saving. The last "
+                        f"checkpoint is step {manager.latest_step()}."
+                    )
+                now = time.time()
+                steps_per_sec = (done - last_step) / max(now - last_time, 1e-9)
+                scalars = {
+                    k: float(np.mean([m[k] for m in history])) for k in history[0] if k != "finite"
+                }
+                scalars.update(
+                    {f"learning_rate_{g}": float(s(step)) for g, s in schedules.items()},
+                    steps_per_sec=steps_per_sec,
+                    clips_per_sec=steps_per_sec * config.global_batch_size,
                 )
-            now = time.time()
-            steps_per_sec = (done - last_step) / max(now - last_time, 1e-9)
-            scalars = {
-                k: float(np.mean([m[k] for m in history])) for k in history[0] if k != "finite"
-            }
-            scalars.update(
-                {f"learning_rate_{g}": float(s(step)) for g, s in schedules.items()},
-                steps_per_sec=steps_per_sec,
-                clips_per_sec=steps_per_sec * config.global_batch_size,
-            )
-            writer.write_scalars(done, scalars)
-            loop.append_metrics(fold_dir, done, scalars)
-            if is_chief:
-                epoch = -(-done // steps_per_epoch)
-                eta = (total_steps - done) / max(steps_per_sec, 1e-9)
-                print(
-                    f"fold {fold} epoch {epoch}/{config.num_epochs} step {done}/{total_steps} "
-                    f"({100 * done / total_steps:.0f}%) loss {scalars['loss']:.3f} "
-                    f"top1 {100 * scalars['top1']:.1f}% lr {scalars['learning_rate_head']:.5f} "
-                    f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
-                    f"| ETA {loop.format_seconds(eta)}",
-                    flush=True,
-                )
-            last_time, last_step = time.time(), done
-        if epoch_end:
-            epoch = done // steps_per_epoch
-            if epoch >= config.eval_from_epoch or epoch == config.num_epochs:
-                evaluations[epoch] = test()
-                scalars = {f"test/{k}": evaluations[epoch][k] for k in ("top1", "top5")}
                 writer.write_scalars(done, scalars)
-                loop.append_metrics(fold_dir, done, {"epoch": epoch, **scalars})
-                _write_evaluations(fold_dir, evaluations)
+                loop.append_metrics(fold_dir, done, scalars)
                 if is_chief:
-                    e = evaluations[epoch]
+                    epoch = -(-done // steps_per_epoch)
+                    eta = (total_steps - done) / max(steps_per_sec, 1e-9)
                     print(
-                        f"fold {fold} epoch {epoch}: test top-1 {e['top1']:.1f}% "
-                        f"top-5 {e['top5']:.1f}% on {e['test_videos']} videos",
+                        f"fold {fold} epoch {epoch}/{config.num_epochs} step {done}/{total_steps} "
+                        f"({100 * done / total_steps:.0f}%) loss {scalars['loss']:.3f} "
+                        f"top1 {100 * scalars['top1']:.1f}% lr {scalars['learning_rate_head']:.5f} "
+                        f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
+                        f"| ETA {loop.format_seconds(eta)}",
                         flush=True,
                     )
-        if epoch_end or manager.reached_preemption(done):
-            manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
-    manager.wait_until_finished()
-    writer.flush()
+                last_time, last_step = time.time(), done
+            if epoch_end:
+                epoch = done // steps_per_epoch
+                if epoch >= config.eval_from_epoch or epoch == config.num_epochs:
+                    evaluations[epoch] = test()
+                    scalars = {f"test/{k}": evaluations[epoch][k] for k in ("top1", "top5")}
+                    writer.write_scalars(done, scalars)
+                    loop.append_metrics(fold_dir, done, {"epoch": epoch, **scalars})
+                    _write_evaluations(fold_dir, evaluations)
+                    if is_chief:
+                        e = evaluations[epoch]
+                        print(
+                            f"fold {fold} epoch {epoch}: test top-1 {e['top1']:.1f}% "
+                            f"top-5 {e['top5']:.1f}% on {e['test_videos']} videos",
+                            flush=True,
+                        )
+            if epoch_end or manager.reached_preemption(done):
+                manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
+    finally:
+        # Also when the loop raises (a non-finite step, KeyboardInterrupt): the checkpoint being
+        # written asynchronously completes, so a restart resumes from it.
+        manager.wait_until_finished()
+        writer.flush()
 
     # -- The fold's result --------------------------------------------------------------------
     if config.num_epochs not in evaluations:  # resumed after the last checkpoint, before the test

@@ -170,6 +170,10 @@ def test_a_video_without_sound_or_workdir_is_one_line(tmp_path):
         heatmap.decode_video(silent, demo_input())
     config = heatmap.default_config()
     config.init.workdir = str(tmp_path / "nowork")
+    with pytest.raises(heatmap.HeatmapError, match="nowork is not a directory") as error:
+        heatmap.load_model(config)
+    assert "\n" not in str(error.value)
+    config.init.workdir = str(tmp_path)  # a directory, but no run's
     with pytest.raises(heatmap.HeatmapError, match="config.json not found") as error:
         heatmap.load_model(config)
     assert "\n" not in str(error.value)
