@@ -33,6 +33,7 @@ def get_config():
     i.flip_prob = 0.0  # digits are not mirror-symmetric (a mirrored 5 reads as a 2)
     i.blur_kernel_size = 5
     i.audio_seconds = 1.0
+    i.audio_frontend = "stica"  # tf.signal log-mel; "official" matters only for official weights
     i.num_mel_bins = 64
     i.eval_short_side = 32
 
