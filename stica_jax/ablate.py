@@ -216,10 +216,10 @@ def plan(
 def ablate(configs: dict[str, ml_collections.ConfigDict], workdir: str, seeds: int) -> str:
     """Run every (variant, seed) of `plan`'s configs not yet done under `workdir`; the table."""
     total, done, t0 = len(configs) * seeds, 0, time.time()
-    results: dict[str, list[dict[str, Any]]] = {}
-    for name, config in configs.items():
-        results[name] = []
-        for seed in range(seeds):
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    # Seed-major: a stopped ablation leaves whole rows of the first seeds.
+    for seed in range(seeds):
+        for name, config in configs.items():
             run_config = config.copy_and_resolve_references()
             run_config.seed = seed
             # Only the baseline is probed at random init too: the table's floor.
