@@ -20,8 +20,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from stica_jax import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Pretraining config.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Train steps to run.")
@@ -52,16 +54,15 @@ def main(argv):
 
     from data_pipeline import pipeline
     from data_pipeline.tensorflow_cpu import tf  # noqa: F401 - hides GPUs from TF first.
-    from stica_jax import step as step_lib, train
+    from stica_jax import data, step as step_lib, train
 
     config = _CONFIG.value
     if _DATA_DIR.value is not None:
         config.data_dir = _DATA_DIR.value
     if config.mode != "pretrain":
-        raise SystemExit("demo_diagnostics needs a pretraining config (mode='pretrain')")
-    train.resolve_av_digits(config)
-    train.ensure_dataset(config, config.data_dir)
-    data_dir = config.data_dir or None
+        raise train.ConfigError("demo_diagnostics needs a pretraining config (mode='pretrain')")
+    data.resolve_av_digits(config)
+    train_data = data.open_run_dataset(config, config.input.dataset)
 
     # -- What the towers know at random init ----------------------------------------------------
     probe = config.copy_and_resolve_references()
@@ -70,7 +71,7 @@ def main(argv):
         pipeline.make_pretrain_dataset(
             probe.input,
             split=probe.train_split,
-            data_dir=data_dir,
+            dataset=train_data,
             batch_size_per_host=_PROBE_BATCH.value,
             seed=probe.seed,
         )
@@ -95,14 +96,14 @@ def main(argv):
         )
 
     # -- The production step ----------------------------------------------------------------
-    num_examples = train.num_train_examples(config, config.data_dir)
+    num_examples = train.num_train_examples(config, train_data)
     mesh = step_lib.make_mesh()
     model, optimizer, state = train.create_train_state(config, num_examples=num_examples)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     train_step = step_lib.make_train_step(
         nnx.graphdef(model), optimizer, step_lib.loss_config_for(config), mesh
     )
-    batches = train.host_batches(config, data_dir, 0)
+    batches = train.host_batches(config, train_data, 0)
     fixed = step_lib.global_batch(next(batches), mesh) if _FIXED.value else None
     rng = jax.random.key(config.seed)
     print(
@@ -130,4 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -2,7 +2,10 @@
 
   python benchmarks/train_step.py [--batch_sizes=4,8,16] [--steps=20] [--warmup=3]
       [--peak_tflops=989] [--tiny] [--dtype=bfloat16] [--devices=N] [--cpu_devices=N]
-      [--time_budget_s=0] [--json=PATH]
+      [--time_budget_s=0] [--json=PATH] [--variant=NAME]
+      [--bn_one_pass] [--bn_sync=global|device] [--conv_channel_multiple=8]
+      [--video_dtype=float32|bfloat16] [--compilation_cache_dir=DIR] [--compile_only]
+      [--profile_dir=DIR] [--profile_steps=3] [--hlo_stats]
 
 For each per-device batch size: builds the `configs/sota.py` model (60 frames at 112², 2-s
 257×199 log-mel, `model.dtype` bfloat16; `--tiny`: the slim test config of `tests/tiny.py`),
@@ -25,11 +28,27 @@ the traced computation (elementwise work, BatchNorm, softmax and the optimizer n
                for SOTA: the first convolution needs no input gradient)
 `--peak_tflops` is per device: 989 = H100 SXM (and H200) dense bf16.
 
+Candidate speed-ups, each behind its own flag so one can be measured at a time (a `--variant`
+name labels the run): `--bn_one_pass` and `--bn_sync=device` (`layers.configure_batch_norm`),
+`--conv_channel_multiple=8` (`layers.configure_convolutions`), `--sum_grads_once`
+(`step.make_train_step`: one float32 gradient psum per parameter), `--video_dtype=bfloat16` (the
+step takes bf16 video: half the host→device bytes; `h2d_ms` times one batch's transfer in f32
+and bf16 whatever the flag). `--compilation_cache_dir` turns on JAX's persistent compilation
+cache there (and with it XLA's per-fusion autotune cache, `jax_persistent_cache_enable_xla_caches`),
+so a second process compiles the same program from the cache (`compile_s` is then the load);
+`--compile_only` compiles each batch size ahead of time from shapes (nothing on the device) and
+stops: `gpu.sh` fills the cache that way on spare CPU cores while the GPU runs something else.
+`--profile_dir` traces `--profile_steps` more steps of the first batch size with
+`jax.profiler` and prints the device time per kernel category (`profile_summary.py`);
+`--hlo_stats` prints the fusion / convolution / copy / collective counts of the optimised
+program (`hlo_stats.py`).
+
 Imports no TensorFlow, tensorflow-datasets or clu: it runs on hosts with only JAX, Flax and
 optax (+ ml_collections for the config, absl-py and PyYAML being its needs).
 """
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -50,6 +69,11 @@ from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from stica_jax import step  # noqa: E402
+from stica_jax.models.layers import (  # noqa: E402
+    BATCH_NORM_SYNC,
+    configure_batch_norm,
+    configure_convolutions,
+)
 from stica_jax.models.stica import build_model  # noqa: E402
 from stica_jax.models.summary import count_macs  # noqa: E402
 from stica_jax.shapes import input_shapes  # noqa: E402
@@ -96,6 +120,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", default="baseline", help="a label for this run's options")
+    p.add_argument("--bn_one_pass", action="store_true", help="one-pass BN statistics")
+    p.add_argument("--bn_sync", default="global", choices=BATCH_NORM_SYNC, help="BN statistics")
+    p.add_argument(
+        "--conv_channel_multiple", type=int, default=0, help="pad conv channels (0: off)"
+    )
+    p.add_argument("--video_dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument(
+        "--sum_grads_once",
+        action="store_true",
+        help="one float32 psum per parameter gradient (not one per use, in bf16)",
+    )
+    p.add_argument("--compilation_cache_dir", default=None, help="JAX persistent compilation cache")
+    p.add_argument("--compile_only", action="store_true", help="compile from shapes, time nothing")
+    p.add_argument("--profile_dir", default=None, help="jax.profiler trace of a few steps")
+    p.add_argument("--profile_steps", type=int, default=3)
+    p.add_argument(
+        "--profile_batch", type=int, default=0, help="batch size to profile (0: the first)"
+    )
+    p.add_argument("--hlo_stats", action="store_true", help="counts of the optimised program")
     args = p.parse_args(argv)
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
     if not args.batch_sizes or min(args.batch_sizes) < 1:
@@ -128,13 +172,39 @@ def make_optimizer() -> Any:
     return step.make_optimizer(schedule)
 
 
-def new_model(config: Any, seed: int = 0) -> nnx.Module:
-    return build_model(config.model, config.crops, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(seed))
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """The candidate speed-ups of the step (all off: the model as `configs/sota.py` builds it)."""
+
+    bn_one_pass: bool = False
+    bn_sync: str = "global"
+    conv_channel_multiple: int = 0
+    video_dtype: str = "float32"
+    sum_grads_once: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def apply(self, model: nnx.Module) -> nnx.Module:
+        configure_batch_norm(model, one_pass=self.bn_one_pass, sync=self.bn_sync)
+        configure_convolutions(model, channel_multiple=self.conv_channel_multiple)
+        return model
 
 
-def abstract_train_state(config: Any, optimizer: Any) -> tuple[nnx.GraphDef, step.TrainState]:
+def new_model(config: Any, seed: int = 0, options: ModelOptions = ModelOptions()) -> nnx.Module:
+    model = build_model(config.model, config.crops, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(seed))
+    return options.apply(model)
+
+
+def abstract_train_state(
+    config: Any, optimizer: Any, options: ModelOptions = ModelOptions()
+) -> tuple[nnx.GraphDef, step.TrainState]:
     """Graph definition and a shape-only `TrainState` (nothing allocated)."""
-    model = nnx.eval_shape(lambda: new_model(config))
+    model = nnx.eval_shape(lambda: new_model(config, 0, options))
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     return graphdef, step.TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32),
@@ -144,22 +214,59 @@ def abstract_train_state(config: Any, optimizer: Any) -> tuple[nnx.GraphDef, ste
     )
 
 
-def abstract_batch(config: Any, global_batch: int) -> dict[str, jax.ShapeDtypeStruct]:
+def abstract_batch(
+    config: Any, global_batch: int, video_dtype: str = "float32", sharding: Any = None
+) -> dict[str, jax.ShapeDtypeStruct]:
     video, audio = input_shapes(config.input, global_batch)
+    vdt = jnp.dtype(video_dtype)
     return {
-        "video1": jax.ShapeDtypeStruct(video, jnp.float32),
-        "video2": jax.ShapeDtypeStruct(video, jnp.float32),
-        "audio": jax.ShapeDtypeStruct(audio, jnp.float32),
-        "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32),
+        "video1": jax.ShapeDtypeStruct(video, vdt, sharding=sharding),
+        "video2": jax.ShapeDtypeStruct(video, vdt, sharding=sharding),
+        "audio": jax.ShapeDtypeStruct(audio, jnp.float32, sharding=sharding),
+        "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=sharding),
     }
 
 
-def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> dict[str, int]:
+def lower_step(
+    config: Any, mesh: jax.sharding.Mesh, per_device_batch: int, options: ModelOptions
+) -> Any:
+    """The train step lowered from shapes with the shardings `run_batch_size` places data
+    with, so its compilation is the one a timing process looks up in the persistent cache."""
+    optimizer = make_optimizer()
+    graphdef, state = abstract_train_state(config, optimizer, options)
+    replicated = NamedSharding(mesh, P())
+    state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state
+    )
+    batch = abstract_batch(
+        config, per_device_batch * mesh.size, options.video_dtype, step.batch_sharding(mesh)
+    )
+    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
+    train_step = step.make_train_step(
+        graphdef,
+        optimizer,
+        step.LossConfig.from_config(config.loss),
+        mesh,
+        per_device_batch_norm=options.bn_sync == "device",
+        sum_grads_once=options.sum_grads_once,
+    )
+    return train_step.lower(state, batch, key)
+
+
+def step_macs(
+    config: Any,
+    per_device_batch: int,
+    mesh: jax.sharding.Mesh,
+    options: ModelOptions = ModelOptions(),
+) -> dict[str, int]:
     """Multiply-adds per device and step: `forward` (loss) and `train_step` (fwd + bwd).
 
     Traced on shapes only, inside the same `shard_map` as the step, so the shapes are the
     per-device ones and the loss's similarity products over the all-gathered batch count.
+    Always the model as configured: padded channels (`conv_channel_multiple`) multiply zeros,
+    which are not model FLOPs.
     """
+    del options  # the useful work does not depend on the options
     optimizer = make_optimizer()
     graphdef, state = abstract_train_state(config, optimizer)
     batch = abstract_batch(config, per_device_batch * mesh.size)
@@ -178,7 +285,9 @@ def step_macs(config: Any, per_device_batch: int, mesh: jax.sharding.Mesh) -> di
     }
 
 
-def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(
+    config: Any, global_batch: int, seed: int = 0, video_dtype: str = "float32"
+) -> dict[str, np.ndarray]:
     """Random normal inputs; each sample gets its own per-channel offset and scale (pure
     white noise gives near-identical pooled features, see tests/tiny.py)."""
     video_shape, audio_shape = input_shapes(config.input, global_batch)
@@ -192,12 +301,28 @@ def synthetic_batch(config: Any, global_batch: int, seed: int = 0) -> dict[str, 
         )
         return x
 
+    vdt = jnp.dtype(video_dtype)
     return {
-        "video1": sample(video_shape),
-        "video2": sample(video_shape),
+        "video1": sample(video_shape).astype(vdt),
+        "video2": sample(video_shape).astype(vdt),
         "audio": sample(audio_shape),
         "index": np.arange(global_batch, dtype=np.int32),
     }
+
+
+def host_to_device_ms(host_batch: dict[str, np.ndarray], sharding: Any, repeats: int = 3) -> float:
+    """Best-of-`repeats` milliseconds to place one global batch on the devices."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        placed = jax.block_until_ready(jax.device_put(host_batch, sharding))
+        best = min(best, time.perf_counter() - start)
+        del placed
+    return 1e3 * best
+
+
+def batch_megabytes(host_batch: dict[str, np.ndarray]) -> float:
+    return sum(x.nbytes for x in host_batch.values()) / 1e6
 
 
 def is_oom(error: BaseException) -> bool:
@@ -248,13 +373,13 @@ def run_batch_size(
     per_device_batch: int,
     args: argparse.Namespace,
     macs: dict[str, int],
+    profile_dir: str | None = None,
 ) -> dict[str, Any]:
     """Compile, warm up and time the train step at one per-device batch size."""
     global_batch = per_device_batch * mesh.size
     replicated = NamedSharding(mesh, P())
-    batch = jax.device_put(
-        synthetic_batch(config, global_batch, args.seed), step.batch_sharding(mesh)
-    )
+    host_batch = synthetic_batch(config, global_batch, args.seed, args.video_dtype)
+    batch = jax.device_put(host_batch, step.batch_sharding(mesh))
     state = jax.device_put(host_state, replicated)
     keys = jax.device_put(
         jax.random.split(jax.random.key(args.seed), args.warmup + args.steps), replicated
@@ -263,11 +388,18 @@ def run_batch_size(
     jax.block_until_ready((batch, state, keys))
 
     train_step = step.make_train_step(
-        graphdef, optimizer, step.LossConfig.from_config(config.loss), mesh
+        graphdef,
+        optimizer,
+        step.LossConfig.from_config(config.loss),
+        mesh,
+        per_device_batch_norm=args.bn_sync == "device",
+        sum_grads_once=args.sum_grads_once,
     )
     start = time.perf_counter()
     compiled = train_step.lower(state, batch, keys[0]).compile()
     compile_s = time.perf_counter() - start
+    # Printed now too: a run stopped by its time limit still shows how long it compiled.
+    print(f"compiled: batch/device={per_device_batch} compile_s={compile_s:.1f}", flush=True)
 
     metrics = []
     for i in range(args.warmup):
@@ -280,6 +412,29 @@ def run_batch_size(
         metrics.append(m)
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - start
+
+    profile = None
+    if profile_dir:
+        profile = profile_steps(compiled, state, batch, keys, args, profile_dir)
+        state = profile.pop("state")
+    hlo = None
+    if args.hlo_stats or profile_dir:
+        from benchmarks import hlo_stats
+
+        text = compiled.as_text()
+        hlo = hlo_stats.stats(text)
+        print(hlo_stats.format_stats(hlo, f"optimised HLO ({mesh.size} devices)"), flush=True)
+    # Host→device bytes and time of one global batch, video as float32 and as bfloat16.
+    h2d = {}
+    for dt in ("float32", "bfloat16"):
+        hb = dict(
+            host_batch, **{k: host_batch[k].astype(jnp.dtype(dt)) for k in ("video1", "video2")}
+        )
+        h2d[dt] = {
+            "ms": host_to_device_ms(hb, step.batch_sharding(mesh)),
+            "mb": batch_megabytes(hb),
+        }
+        del hb
 
     metrics = jax.device_get(metrics)
     losses = [float(m["loss"]) for m in metrics]
@@ -310,9 +465,45 @@ def run_batch_size(
         "loss": losses[-1],
         "grad_norm": grad_norms[-1],
         "finite": finite,
+        "variant": args.variant,
+        "options": ModelOptions.from_args(args).asdict(),
+        "h2d": h2d,
+        "hlo": hlo,
+        "profile": profile,
     }
     del state, batch, metrics, compiled
     return result
+
+
+def profile_steps(compiled, state, batch, keys, args, profile_dir: str) -> dict[str, Any]:
+    """`jax.profiler` trace of `--profile_steps` steps, summarised by kernel category."""
+    import glob
+    import gzip
+
+    from benchmarks import hlo_stats, profile_summary
+
+    os.makedirs(profile_dir, exist_ok=True)
+    hlo_text = compiled.as_text()
+    # Kept with the trace, so `profile_summary.py TRACE --hlo=…` can re-categorise it later.
+    with gzip.open(os.path.join(profile_dir, "optimised_hlo.txt.gz"), "wt") as f:
+        f.write(hlo_text)
+    jax.block_until_ready(state)
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+        for i in range(args.profile_steps):
+            state, m = compiled(state, batch, keys[i % len(keys)])
+        jax.block_until_ready((state, m))
+    traces = sorted(
+        glob.glob(os.path.join(profile_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+    )
+    summary = profile_summary.summarize_trace(
+        traces[-1],
+        steps=args.profile_steps,
+        hlo_categories=hlo_stats.categories(hlo_text),
+    )
+    print(profile_summary.format_summary(summary, title="jax.profiler"), flush=True)
+    with open(os.path.join(profile_dir, "jax_profile_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return dict(summary, trace=traces[-1], state=state)
 
 
 def format_result(r: dict[str, Any]) -> str:
@@ -327,7 +518,9 @@ def format_result(r: dict[str, Any]) -> str:
         f"TFLOP/s/device={r['tflops_per_s_per_device']:.3g} "
         f"GFLOP/step/device={2 * r['macs_train_step_per_device'] / 1e9:.4g} compile_s={r['compile_s']:.1f} "
         f"loss={r['loss']:.4f} grad_norm={r['grad_norm']:.4g} "
-        f"finite={'yes' if r['finite'] else 'NO'}{mem}"
+        f"finite={'yes' if r['finite'] else 'NO'}{mem} "
+        f"h2d_ms={r['h2d']['float32']['ms']:.1f}/{r['h2d']['bfloat16']['ms']:.1f} "
+        f"h2d_MB={r['h2d']['float32']['mb']:.0f}/{r['h2d']['bfloat16']['mb']:.0f}"
     )
 
 
@@ -339,13 +532,77 @@ def _host_cpu() -> jax.Device | None:
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:
-    """Rewritten after every batch size, so a run cut short keeps what it measured."""
+    """Rewritten after every batch size, so a run cut short keeps what it measured (through a
+    file of this process's own, so that processes writing the same path do not collide)."""
     if not path:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
+
+
+def enable_compilation_cache(path: str) -> None:
+    """JAX's persistent compilation cache in `path`, for every program however fast it
+    compiled; JAX then also points XLA's per-fusion autotune cache into it."""
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def cached_step_macs(
+    config: Any, per_device_batch: int, mesh: jax.sharding.Mesh, args: argparse.Namespace
+) -> dict[str, int]:
+    """`step_macs`, kept beside the compilation cache when there is one: tracing the SOTA step
+    twice takes seconds that a compile-only process can spend instead of the timing one."""
+    if not args.compilation_cache_dir:
+        return step_macs(config, per_device_batch, mesh)
+    name = "tiny" if args.tiny else "sota"
+    path = os.path.join(
+        args.compilation_cache_dir,
+        "stica_macs",
+        f"{name}_{config.model.dtype}_{per_device_batch}x{mesh.size}.json",
+    )
+    try:
+        with open(path) as f:
+            return {k: int(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError):
+        macs = step_macs(config, per_device_batch, mesh)
+        write_json(path, macs)
+        return macs
+
+
+def compile_only(config, mesh, args, options, header, t_start) -> dict[str, Any]:
+    """Compile each batch size's step from shapes (fills the persistent cache); time nothing."""
+    results = []
+    for b in args.batch_sizes:
+        try:
+            cached_step_macs(config, b, mesh, args)
+            start = time.perf_counter()
+            lower_step(config, mesh, b, options).compile()
+            r = {
+                "batch_per_device": b,
+                "status": "compiled",
+                "compile_s": time.perf_counter() - start,
+            }
+        except Exception as e:  # noqa: BLE001  (one batch size must not end the run)
+            traceback.print_exc()
+            r = {"batch_per_device": b, "status": "ERROR", "error": _first_line(e)}
+        results.append(r)
+        extra = f" compile_s={r['compile_s']:.1f}" if "compile_s" in r else f" ({r.get('error')})"
+        print(f"batch/device={b} {r['status']}{extra} variant={args.variant}", flush=True)
+        write_json(args.json, dict(header, results=results, ok=None, summary=None))
+    ok = all(r["status"] == "compiled" for r in results)
+    summary = (
+        f"summary: compile_only variant={args.variant} "
+        f"compile_s={[round(r.get('compile_s', -1), 1) for r in results]} "
+        f"total_s={time.perf_counter() - t_start:.1f} {'OK' if ok else 'FAILED'}"
+    )
+    print(summary, flush=True)
+    out = dict(header, results=results, ok=ok, summary=summary)
+    write_json(args.json, out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -354,6 +611,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.cpu_devices:
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    if args.compilation_cache_dir:
+        enable_compilation_cache(args.compilation_cache_dir)
+    options = ModelOptions.from_args(args)
     t_start = time.perf_counter()
     devices = jax.devices()[: args.devices] if args.devices else jax.devices()
     mesh = step.make_mesh(devices)
@@ -364,7 +624,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"train_step benchmark: config={name} dtype={config.model.dtype} "
         f"video={video_shape[1:]} audio={audio_shape[1:]} devices={len(devices)}x "
         f"{devices[0].device_kind} ({devices[0].platform}) jax={jax.__version__} "
-        f"steps={args.steps} warmup={args.warmup} peak={args.peak_tflops:g} TFLOP/s/device",
+        f"steps={args.steps} warmup={args.warmup} peak={args.peak_tflops:g} TFLOP/s/device "
+        f"variant={args.variant} options={options.asdict()} "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True,
     )
     print(
@@ -383,15 +645,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_tflops": args.peak_tflops,
         "steps": args.steps,
         "warmup": args.warmup,
+        "variant": args.variant,
+        "options": options.asdict(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compilation_cache_dir": args.compilation_cache_dir,
     }
+    if args.compile_only:
+        return compile_only(config, mesh, args, options, header, t_start)
     optimizer = make_optimizer()
     # Initialised op by op on the host CPU (fast there; on a GPU each op would compile), then
     # kept as numpy: every batch size gets a fresh replicated copy (the step donates it).
     with jax.default_device(_host_cpu()):
-        graphdef, host_state = step.init_train_state(new_model(config, args.seed), optimizer)
+        graphdef, host_state = step.init_train_state(
+            new_model(config, args.seed, options), optimizer
+        )
         host_state = jax.device_get(host_state)
 
-    results, previous_s, stop_reason = [], 0.0, None
+    results, previous_s, stop_reason, profile_dir = [], 0.0, None, args.profile_dir
     for b in args.batch_sizes:
         start = time.perf_counter()
         elapsed = start - t_start
@@ -406,8 +676,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r = {"batch_per_device": b, "status": stop_reason}
         else:
             try:
-                macs = step_macs(config, b, mesh)
-                r = run_batch_size(config, host_state, graphdef, optimizer, mesh, b, args, macs)
+                macs = cached_step_macs(config, b, mesh, args)
+                here = profile_dir if args.profile_batch in (0, b) else None
+                r = run_batch_size(
+                    config, host_state, graphdef, optimizer, mesh, b, args, macs, here
+                )
+                profile_dir = None if here else profile_dir
             except Exception as e:  # noqa: BLE001  (one batch size must not end the run)
                 if is_oom(e):
                     r = {"batch_per_device": b, "status": "OOM", "error": _first_line(e)}
@@ -432,7 +706,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best = max(done, key=lambda r: r["clips_per_s"]) if done else None
     oom = [r["batch_per_device"] for r in results if r["status"] == "OOM"]
     summary = (
-        f"summary: config={name} dtype={config.model.dtype} devices={len(devices)}x "
+        f"summary: config={name} variant={args.variant} dtype={config.model.dtype} "
+        f"devices={len(devices)}x "
         f"{devices[0].device_kind} "
     )
     if best:

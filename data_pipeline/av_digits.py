@@ -18,16 +18,20 @@ Generation is deterministic given `AvDigitsSpec.seed`: clip i of a split depends
 at 30 fps, int16 mono audio), so they go through the same tf.data path.
 """
 
+import contextlib
 import dataclasses
+import itertools
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.media_builder import media_features
 from data_pipeline.media_decode import encode_jpeg
-from data_pipeline.tensorflow_cpu import tf  # noqa: F401 - hides GPUs before TFDS touches TF.
+from data_pipeline.tensorflow_cpu import tf  # before TFDS touches TF: hides the GPUs
 
 # ITU-T Q.23 DTMF: (row, column) frequencies in Hz of each digit key.
 DTMF_HZ = {
@@ -237,6 +241,52 @@ def generate_split(spec: AvDigitsSpec, split: str) -> Iterator[tuple[str, dict]]
         )
 
 
+def features(spec: AvDigitsSpec) -> tfds.features.FeaturesDict:
+    """The stored-example layout of AV-digits clips of `spec` (the real datasets' layout)."""
+    return media_features(
+        num_classes=10,
+        label_names=[str(d) for d in range(10)],
+        video=True,
+        audio=True,
+        sample_rate=spec.sample_rate,
+    )
+
+
+# Bytes a TFRecord adds to each record: its length (8) and two CRC-32Cs (4 + 4).
+_TFRECORD_FRAMING = 16
+
+
+def estimated_size_bytes(spec: AvDigitsSpec, sample_clips: int = 8) -> int:
+    """Bytes the dataset of `spec` takes on disk, from the serialized size of its first clips.
+
+    Every clip of a spec has the same length and frame size, so a few clips (rendered in well
+    under a second) predict the whole: 400.7 MB predicted for the default spec's 400.5 MB.
+    """
+    sample = list(
+        itertools.islice(generate_split(spec, "train"), min(sample_clips, spec.num_train))
+    )
+    if not sample:
+        return 0
+    layout = features(spec)
+    per_clip = np.mean(
+        [len(layout.serialize_example(example)) + _TFRECORD_FRAMING for _, example in sample]
+    )
+    return round(per_clip * (spec.num_train + spec.num_test))
+
+
+def _megabytes(num_bytes: float) -> str:
+    """Decimal megabytes to two significant digits: 400492939 → "400", 4213000 → "4.2"."""
+    return f"{float(f'{num_bytes / 1e6:.2g}'):g}"
+
+
+def _directory_bytes(path: str) -> int:
+    return sum(
+        tf.io.gfile.stat(tf.io.gfile.join(directory, name)).length
+        for directory, _, names in tf.io.gfile.walk(path)
+        for name in names
+    )
+
+
 @dataclasses.dataclass(eq=False)
 class AvDigitsConfig(tfds.core.BuilderConfig):
     spec: AvDigitsSpec = AvDigitsSpec()
@@ -255,16 +305,8 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [AvDigitsConfig(name="default", description="The demo's default sizes.")]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        spec = self.builder_config.spec
         return self.dataset_info_from_configs(
-            features=media_features(
-                num_classes=10,
-                label_names=[str(d) for d in range(10)],
-                video=True,
-                audio=True,
-                sample_rate=spec.sample_rate,
-            ),
-            description=__doc__,
+            features=features(self.builder_config.spec), description=__doc__
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -277,9 +319,31 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
     ):  # Required by the base class; the splits come from generate_split.
         raise NotImplementedError
 
+    # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+    # before generating, and "Dataset ... downloaded and prepared" after. Nothing is downloaded
+    # here and the size is known: these two hooks say what is generated, where and how big.
+    def _log_download_bytes(self) -> None:
+        spec = self.builder_config.spec
+        self._generation_start = time.perf_counter()
+        print(
+            f"generating AV-digits ({spec.num_train:,} train / {spec.num_test:,} test clips, "
+            f"~{_megabytes(estimated_size_bytes(spec))} MB) into {self.data_dir} …",
+            flush=True,
+        )
 
-def builder_for(data_dir: str, spec: AvDigitsSpec | None = None) -> AvDigits:
-    """The AV-digits builder of `spec` (default sizes when None) rooted at `data_dir`."""
+    def _log_download_done(self) -> None:
+        seconds = time.perf_counter() - getattr(self, "_generation_start", time.perf_counter())
+        print(
+            f"AV-digits ready: {_megabytes(_directory_bytes(self.data_dir))} MB written in "
+            f"{seconds:.0f} s",
+            flush=True,
+        )
+
+
+def builder_for(data_dir: str | None = None, spec: AvDigitsSpec | None = None) -> AvDigits:
+    """The AV-digits builder of `spec` (default sizes when None) rooted at
+    `resolve_data_dir(data_dir)` ($TFDS_DATA_DIR or ~/tensorflow_datasets when None)."""
+    data_dir = resolve_data_dir(data_dir)
     spec = spec or AvDigitsSpec()
     if spec == AvDigitsSpec():
         return AvDigits(data_dir=data_dir)  # The registered default config.
@@ -289,11 +353,27 @@ def builder_for(data_dir: str, spec: AvDigitsSpec | None = None) -> AvDigits:
     return AvDigits(data_dir=data_dir, config=config)
 
 
-def ensure_prepared(data_dir: str, spec: AvDigitsSpec | None = None) -> AvDigits:
-    """Generates and writes AV-digits under `data_dir` unless it is already there; returns its builder.
+@contextlib.contextmanager
+def _without_tfds_progress_bars():
+    """TFDS's nested generate / shuffle bars would bury the one line AV-digits prints."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = getattr(tqdm_utils, "_active", True)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(shown)
+
+
+def ensure_prepared(data_dir: str | None = None, spec: AvDigitsSpec | None = None) -> AvDigits:
+    """Generates and writes AV-digits under `resolve_data_dir(data_dir)` unless it is already
+    there; returns its builder.
 
     The TFDS name to read it back is `av_digits` (default spec) or `av_digits/<spec.config_name()>`.
     """
     builder = builder_for(data_dir, spec)
-    builder.download_and_prepare()
+    if not builder.is_prepared():
+        with _without_tfds_progress_bars():
+            builder.download_and_prepare()
     return builder

@@ -41,6 +41,7 @@ from data_pipeline.audio_features import (
     official_log_filterbank,
 )
 from data_pipeline.augment import AugmentConfig, augment_clip, normalize
+from data_pipeline.datasets import PreparedDataset, load_builder  # load_builder: also public here
 from data_pipeline.tensorflow_cpu import tf
 
 
@@ -129,30 +130,18 @@ class InputConfig:
 # Builders and records.
 
 
-def load_builder(dataset: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """The prepared TFDS builder `dataset` (name[/config]) under `data_dir`.
-
-    Configs made at preparation time (AV-digits with custom sizes, another short side) are not in
-    the code's list: they are read from the written dataset's metadata.
-    """
-    try:
-        builder = tfds.builder(dataset, data_dir=data_dir)
-    except (ValueError, tfds.core.registered.DatasetNotFoundError):
-        builder = tfds.builder_from_directory(_latest_version_directory(dataset, data_dir))
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"{dataset} is not prepared under {data_dir}: run `python -m data_pipeline.prepare` "
-            "(AV-digits: `data_pipeline.av_digits.ensure_prepared`)."
+def _builder(
+    config: InputConfig, data_dir: str | None, dataset: PreparedDataset | None
+) -> tfds.core.DatasetBuilder:
+    """The builder of `config.dataset`: `dataset`'s when given (opened once by the caller),
+    else loaded from `data_dir` (resolved by `data_dir.resolve_data_dir`)."""
+    if dataset is None:
+        return load_builder(config.dataset, data_dir)
+    if dataset.name != config.dataset:
+        raise ValueError(
+            f"dataset {dataset.name!r} was given for config.dataset {config.dataset!r}"
         )
-    return builder
-
-
-def _latest_version_directory(dataset: str, data_dir: str) -> str:
-    root = tf.io.gfile.join(data_dir, *dataset.split("/"))
-    versions = sorted(
-        tf.io.gfile.listdir(root), key=lambda v: tuple(int(p) for p in v.strip("/").split("."))
-    )
-    return tf.io.gfile.join(root, versions[-1].strip("/"))
+    return dataset.builder
 
 
 def _host_records(builder, split: str, config: InputConfig, process_index: int, process_count: int):
@@ -568,7 +557,8 @@ def _training_batches(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None,
+    dataset: PreparedDataset | None,
     batch_size_per_host: int,
     seed: int,
     process_index: int | None,
@@ -577,7 +567,7 @@ def _training_batches(
 ) -> HostBatches:
     config = InputConfig.from_any(config)
     process_index, process_count = _process_info(process_index, process_count)
-    builder = load_builder(config.dataset, data_dir)
+    builder = _builder(config, data_dir, dataset)
     records = _host_records(builder, split, config, process_index, process_count)
     start_position = start_step * batch_size_per_host
     stream = record_stream.training_records(
@@ -615,7 +605,8 @@ def make_pretrain_dataset(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None = None,
+    dataset: PreparedDataset | None = None,
     batch_size_per_host: int,
     seed: int,
     process_index: int | None = None,
@@ -628,7 +619,10 @@ def make_pretrain_dataset(
     Args:
       config: `InputConfig`, or any config holding some of its fields (ConfigDict, dataclass).
       split: TFDS split expression of `config.dataset`, e.g. "train", "fold2+fold3", "train[:90%]".
-      data_dir: the TFDS data dir the dataset was prepared into.
+      data_dir: the TFDS data dir the dataset was prepared into; None: `$TFDS_DATA_DIR`, else
+        `~/tensorflow_datasets` (`data_pipeline.data_dir.resolve_data_dir`).
+      dataset: `config.dataset` already opened (`datasets.open_dataset`); then `data_dir` is not
+        read. Callers that build several pipelines of one dataset open it once this way.
       batch_size_per_host: B.
       seed: equal seeds (and host layouts) give equal batches.
       process_index, process_count: this host and the host count; None means JAX's.
@@ -640,6 +634,7 @@ def make_pretrain_dataset(
         config,
         split=split,
         data_dir=data_dir,
+        dataset=dataset,
         batch_size_per_host=batch_size_per_host,
         seed=seed,
         process_index=process_index,
@@ -652,7 +647,8 @@ def make_supervised_dataset(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None = None,
+    dataset: PreparedDataset | None = None,
     batch_size_per_host: int,
     seed: int,
     process_index: int | None = None,
@@ -668,6 +664,7 @@ def make_supervised_dataset(
         config,
         split=split,
         data_dir=data_dir,
+        dataset=dataset,
         batch_size_per_host=batch_size_per_host,
         seed=seed,
         process_index=process_index,
@@ -681,14 +678,15 @@ def _eval_batches(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None,
+    dataset: PreparedDataset | None,
     batch_size_per_host: int,
     process_index: int | None,
     process_count: int | None,
 ) -> HostBatches:
     config = InputConfig.from_any(config)
     process_index, process_count = _process_info(process_index, process_count)
-    builder = load_builder(config.dataset, data_dir)
+    builder = _builder(config, data_dir, dataset)
     all_hosts = [
         _host_records(builder, split, config, host, process_count) for host in range(process_count)
     ]
@@ -723,7 +721,8 @@ def make_eval_dataset(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None = None,
+    dataset: PreparedDataset | None = None,
     batch_size_per_host: int,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -731,13 +730,14 @@ def make_eval_dataset(
     """One pass of video evaluation batches: video `[B, N * C, T, S, S, 3]`, label, mask, index.
 
     Every host yields `num_batches` batches (padding rows have mask False, index -1), so a
-    multi-host eval loop stays in step.
+    multi-host eval loop stays in step. `data_dir`, `dataset` as in `make_pretrain_dataset`.
     """
     return _eval_batches(
         eval_example,
         config,
         split=split,
         data_dir=data_dir,
+        dataset=dataset,
         batch_size_per_host=batch_size_per_host,
         process_index=process_index,
         process_count=process_count,
@@ -748,7 +748,8 @@ def make_audio_eval_dataset(
     config: Any,
     *,
     split: str,
-    data_dir: str,
+    data_dir: str | None = None,
+    dataset: PreparedDataset | None = None,
     batch_size_per_host: int,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -756,22 +757,15 @@ def make_audio_eval_dataset(
     """One pass of audio sub-clip batches: audio `[B, n_sub, F, T_sub, 1]`, label, mask, index.
 
     n_sub = `audio_eval_subclips` windows of `audio_eval_seconds`, evenly spaced over each clip.
+    `data_dir`, `dataset` as in `make_pretrain_dataset`.
     """
     return _eval_batches(
         audio_eval_example,
         config,
         split=split,
         data_dir=data_dir,
+        dataset=dataset,
         batch_size_per_host=batch_size_per_host,
         process_index=process_index,
         process_count=process_count,
-    )
-
-
-def num_classes(config: Any, data_dir: str) -> int:
-    """Label count of the config's dataset."""
-    return (
-        load_builder(InputConfig.from_any(config).dataset, data_dir)
-        .info.features["label"]
-        .num_classes
     )

@@ -1,9 +1,13 @@
 """Prepare a stica_jax dataset: raw media in a manual dir → TFDS records in a data dir.
 
-  python -m data_pipeline.prepare NAME --manual_dir=DIR --data_dir=DIR [--num_workers=N]
+  python -m data_pipeline.prepare NAME --manual_dir=DIR [--data_dir=DIR] [--num_workers=N]
       [--shard_index=I --num_shards=K] [--config=fold1] [--short_side=128] [--min_seconds=2]
 
 NAME: kinetics400, ucf101, hmdb51, esc50, dcase2014, av_digits (generated, no manual dir).
+The data dir defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets, where training reads
+(`data_pipeline.data_dir.resolve_data_dir`). A mistake in the command (a flag, a manual dir
+without the dataset's files) is one line on stderr with exit status 2. TensorFlow's start-up lines
+and warnings are hidden (`data_pipeline.console`) unless `TF_CPP_MIN_LOG_LEVEL=0`.
 
 Two phases. (1) Decode: every source file is decoded by a pool of worker processes (all CPU
 cores by default) into the decode cache under the data dir, with a progress bar and ETA. Done
@@ -22,7 +26,9 @@ import multiprocessing
 import os
 import sys
 
-from data_pipeline import decode_cache
+from data_pipeline import console, decode_cache
+from data_pipeline.data_dir import resolve_data_dir
+from data_pipeline.errors import UserError, exit_with_error, one_line
 
 # TensorFlow and the builders are imported lazily: the spawned decode workers re-import this
 # module and must stay light (PyAV + numpy only).
@@ -66,8 +72,24 @@ def _builders(
             )
         builders.append(builder_class(data_dir=data_dir, config=builder_config))
     if not builders:
-        raise ValueError(f"{name} has no config {config!r}")
+        known = ", ".join(c.name for c in builder_class.BUILDER_CONFIGS)
+        raise UserError(f"{name} has no config {config!r} (its configs: {known})")
     return builders
+
+
+def _list_media(name: str, builders, manual_dir: str) -> list[dict]:
+    """Each builder's split → items; a manual dir without the dataset's files is a `UserError`."""
+    where = f"--manual_dir={manual_dir}"
+    instructions = one_line(builders[0].MANUAL_DOWNLOAD_INSTRUCTIONS)
+    if not os.path.isdir(manual_dir):
+        raise UserError(f"{where} is not a directory")
+    try:
+        listed = [builder.list_media(manual_dir) for builder in builders]
+    except (KeyError, StopIteration) as error:  # a list or folder the listing needs is missing
+        raise UserError(f"{where} lacks {name}'s {error or 'media'}: {instructions}") from None
+    if not any(items for splits in listed for items in splits.values()):
+        raise UserError(f"{where} holds no {name} media: {instructions}")
+    return listed
 
 
 def _decode_all(jobs: list[tuple[str, decode_cache.CacheEntry]], settings, num_workers: int) -> int:
@@ -121,7 +143,7 @@ def prepare(
     name: str,
     *,
     manual_dir: str | None,
-    data_dir: str,
+    data_dir: str | None = None,
     config: str | None = None,
     num_workers: int | None = None,
     shard_index: int = 0,
@@ -129,9 +151,15 @@ def prepare(
     short_side: int | None = None,
     min_seconds: float | None = None,
 ) -> PreparationReport:
-    """Prepares dataset `name` (every config, or `config`); see the module docstring."""
+    """Prepares dataset `name` (every config, or `config`) into `resolve_data_dir(data_dir)`;
+    see the module docstring.
+
+    Raises:
+      UserError: `config` or `manual_dir` do not fit the dataset.
+    """
     import tensorflow_datasets as tfds
 
+    data_dir = resolve_data_dir(data_dir)
     report = PreparationReport()
     if name == "av_digits":
         from data_pipeline import av_digits
@@ -143,7 +171,7 @@ def prepare(
         return report
 
     builders = _builders(name, data_dir, config, short_side, min_seconds)
-    all_splits = [builder.list_media(manual_dir) for builder in builders]
+    all_splits = _list_media(name, builders, manual_dir)
     # Folds list the same files: decode each once, shared through the cache.
     jobs = {}
     for builder, splits in zip(builders, all_splits):
@@ -182,15 +210,31 @@ def prepare(
     return report
 
 
+PROG = "python -m data_pipeline.prepare"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad command line reported as one line (not usage + error)."""
+
+    def error(self, message: str):
+        exit_with_error(PROG, f"{message} (--help lists the arguments)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    """The command line: a `UserError` or a bad argument is one line on stderr, exit status 2."""
+    console.quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL=0 shows it all
+    parser = _ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "name", choices=["kinetics400", "ucf101", "hmdb51", "esc50", "dcase2014", "av_digits"]
     )
     parser.add_argument("--manual_dir", help="where the raw media were downloaded by hand")
-    parser.add_argument("--data_dir", required=True, help="the TFDS data dir to write into")
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="the TFDS data dir to write into (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)",
+    )
     parser.add_argument("--config", help="only this config (e.g. fold1); default: all")
     parser.add_argument(
         "--num_workers", type=int, default=None, help="decode processes (default: every CPU core)"
@@ -210,17 +254,20 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.name} needs --manual_dir")
     if not 0 <= args.shard_index < args.num_shards:
         parser.error("need 0 <= shard_index < num_shards")
-    prepare(
-        args.name,
-        manual_dir=args.manual_dir,
-        data_dir=args.data_dir,
-        config=args.config,
-        num_workers=args.num_workers,
-        shard_index=args.shard_index,
-        num_shards=args.num_shards,
-        short_side=args.short_side,
-        min_seconds=args.min_seconds,
-    )
+    try:
+        prepare(
+            args.name,
+            manual_dir=args.manual_dir,
+            data_dir=args.data_dir,
+            config=args.config,
+            num_workers=args.num_workers,
+            shard_index=args.shard_index,
+            num_shards=args.num_shards,
+            short_side=args.short_side,
+            min_seconds=args.min_seconds,
+        )
+    except UserError as error:
+        exit_with_error(PROG, str(error))
 
 
 if __name__ == "__main__":

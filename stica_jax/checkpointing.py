@@ -1,8 +1,9 @@
-"""Orbax checkpoints of the train state, and restoring a trained model from a workdir.
+"""Orbax checkpoints of the train state, and the run's config beside them in the workdir.
 
 A workdir holds `config.json` (the run's config) and `checkpoints/<step>/` (orbax). The input
 position needs no extra record: the pipeline resumes exactly at a step (`start_step`), and all
-randomness is a function of the step / global sample index.
+randomness is a function of the step / global sample index. Rebuilding a trained model from a
+workdir needs the trainer too, so it lives a step above, in `stica_jax.restore`.
 """
 
 import json
@@ -12,7 +13,6 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
-from flax import nnx
 
 CONFIG_FILE = "config.json"
 
@@ -44,6 +44,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config `save_config` wrote into `workdir` (JSON lists back as tuples)."""
     path = epath.Path(workdir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {workdir} a stica_jax workdir?")
@@ -64,28 +65,3 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {manager.directory}")
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
-
-
-def restore_model(
-    workdir: str, step: int | None = None
-) -> tuple[ml_collections.ConfigDict, nnx.Module, int]:
-    """(config, model with the checkpoint's parameters and BatchNorm statistics, step).
-
-    The model is in eval mode, built without a mesh axis (for inference and export).
-    """
-    from stica_jax import train  # late: train imports the input pipeline only when training
-
-    config = load_config(workdir)
-    model, _, abstract_state = train.create_train_state(config, axis_name=None, abstract=True)
-    # Restore onto this process's first device, whatever topology saved the checkpoint (a pod
-    # slice, two hosts...): without a target sharding orbax insists on the saving devices.
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract_state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state
-    )
-    manager = make_manager(workdir, async_save=False)
-    state, step = restore_state(manager, abstract_state, step)
-    graphdef = nnx.graphdef(model)
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
-    model.eval()
-    return config, model, int(step)

@@ -3,7 +3,6 @@
 import os
 
 import jax
-from absl import logging
 
 
 def on_cloud_tpu_pod() -> bool:
@@ -33,4 +32,7 @@ def initialize(
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     else:
         jax.distributed.initialize()
-    logging.info("joined the cluster as process %d of %d", jax.process_index(), jax.process_count())
+    # Printed, not logged: the one line that shows each host of a job found the others.
+    print(
+        f"joined the cluster as process {jax.process_index()} of {jax.process_count()}", flush=True
+    )

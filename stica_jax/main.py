@@ -1,11 +1,15 @@
 """`python -m stica_jax.main --config=configs/sota.py --workdir=DIR`: STiCA pretraining.
 
 On a Cloud TPU pod (auto-detected) or when --coordinator_address/--num_processes/--process_id
-are given, `jax.distributed.initialize` joins all hosts into one mesh first.
+are given, `jax.distributed.initialize` joins all hosts into one mesh first. Errors the user can
+fix (a flag, a config value, a dataset to prepare) are one line on stderr with exit status 2;
+`--verbosity=0` shows the INFO logs of every library (`stica_jax.cli`).
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard and config go here.")
@@ -36,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

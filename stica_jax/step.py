@@ -126,17 +126,53 @@ def make_loss_fn(
     return loss_fn
 
 
+def average_batch_stats(batch_stats: nnx.State, axis_name: str = MESH_AXIS) -> nnx.State:
+    """The mean over devices of per-device running statistics.
+
+    Only for BatchNorm on each device's shard alone (`layers.configure_batch_norm(sync=
+    "device")`): its running statistics differ between devices, and the replicated state
+    keeps their mean. SyncBN's statistics are equal everywhere and need no averaging.
+    """
+    return jax.tree.map(lambda x: jax.lax.pmean(x, axis_name), batch_stats)
+
+
+def _per_device_copies(params: nnx.State, axis_name: str = MESH_AXIS) -> nnx.State:
+    """The replicated parameters as per-device values (`pcast` to varying, no data moved).
+
+    The gradient of such a copy is this device's share alone; `psum`ing it once per parameter
+    (float32) replaces the sums JAX's transpose otherwise places at every use of a parameter,
+    in the compute dtype: bfloat16 sums, and one per use of a weight that is used several times
+    (the pooling and head run once per view and crop family).
+    """
+    cast = getattr(jax.lax, "pcast", None)
+    if cast is not None:
+        return jax.tree.map(lambda p: cast(p, axis_name, to="varying"), params)
+    return jax.tree.map(lambda p: jax.lax.pvary(p, axis_name), params)  # older JAX
+
+
 def make_grad_fn(
-    graphdef: nnx.GraphDef, loss_config: LossConfig | SupervisedLossConfig, mesh: Mesh
+    graphdef: nnx.GraphDef,
+    loss_config: LossConfig | SupervisedLossConfig,
+    mesh: Mesh,
+    *,
+    per_device_batch_norm: bool = False,
+    sum_grads_once: bool = False,
 ) -> Callable:
     """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
 
     The global-batch loss and its gradient, computed data-parallel over `mesh`.
+    `per_device_batch_norm`, `sum_grads_once`: as in `make_train_step`.
     """
     grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
 
     def per_device(params, batch_stats, batch, rng):
+        if sum_grads_once:
+            params = _per_device_copies(params)
         (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng)
+        if sum_grads_once:
+            grads = jax.lax.psum(grads, MESH_AXIS)
+        if per_device_batch_norm:
+            new_stats = average_batch_stats(new_stats)
         return loss, aux, grads, new_stats
 
     return jax.jit(
@@ -156,16 +192,27 @@ def make_train_step(
     mesh: Mesh,
     *,
     donate: bool = True,
+    per_device_batch_norm: bool = False,
+    sum_grads_once: bool = False,
 ) -> Callable:
     """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`.
 
     A step whose loss or gradients are not finite leaves the state unchanged and reports
     `metrics["finite"] == 0`, so the caller can stop before anything broken is saved.
+    `per_device_batch_norm`: the model's BatchNorms use each device's shard alone (see
+    `average_batch_stats`). `sum_grads_once`: one float32 `psum` per parameter gradient (see
+    `_per_device_copies`) instead of one per use in the compute dtype; the same gradient to
+    rounding.
     """
     grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
 
     def per_device(state: TrainState, batch, rng):
-        (loss, (aux, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
+        params = _per_device_copies(state.params) if sum_grads_once else state.params
+        (loss, (aux, new_stats)), grads = grad_fn(params, state.batch_stats, batch, rng)
+        if sum_grads_once:
+            grads = jax.lax.psum(grads, MESH_AXIS)
+        if per_device_batch_norm:
+            new_stats = average_batch_stats(new_stats)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -28,23 +28,16 @@ from absl import logging
 from clu import metric_writers
 from flax import nnx
 
-from stica_jax import checkpointing, step as step_lib
+from data_pipeline.datasets import PreparedDataset
+from stica_jax import checkpointing, data, step as step_lib
 from stica_jax.crops import FAMILIES, CropConfig
+from stica_jax.errors import ConfigError, NonFiniteError
 from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
 from stica_jax.models import build_train_model
 from stica_jax.models.stica import DTYPES
 from stica_jax.models.temporal_pooling import POOLING_KINDS
 from stica_jax.models.video_resnet import VideoResNet
 from stica_jax.shapes import AUDIO_FRONTENDS, input_shapes
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message says what to change."""
-
-
-class NonFiniteError(FloatingPointError):
-    """Loss or gradients became NaN/inf; nothing was checkpointed after the last good step."""
-
 
 # ---------------------------------------------------------------------------------------------
 # Config checks (before anything compiles)
@@ -143,66 +136,6 @@ def validate_config(
             )
 
 
-PREPARE_NAMES = {
-    "stica_kinetics400": "kinetics400",
-    "stica_ucf101": "ucf101",
-    "stica_hmdb51": "hmdb51",
-    "stica_esc50": "esc50",
-    "stica_dcase2014": "dcase2014",
-    "av_digits": "av_digits",
-}
-
-
-def prepare_hint(dataset: str, data_dir: str) -> str:
-    name = PREPARE_NAMES.get(dataset.split("/")[0], dataset)
-    manual = "" if name == "av_digits" else " --manual_dir=DIR_WITH_THE_DOWNLOADED_FILES"
-    return f"python -m data_pipeline.prepare {name}{manual} --data_dir={data_dir or '~/tensorflow_datasets'}"
-
-
-def dataset_is_prepared(dataset: str, data_dir: str) -> bool:
-    from data_pipeline import pipeline
-
-    try:
-        pipeline.load_builder(dataset, data_dir or None)
-        return True
-    except Exception:  # noqa: BLE001 - any failure to open it means "not prepared"
-        return False
-
-
-def resolve_av_digits(config: ml_collections.ConfigDict) -> None:
-    """Point `av_digits` datasets at the TFDS config of `config.av_digits` (its sizes)."""
-    if "av_digits" not in config:
-        return
-    from data_pipeline import av_digits
-
-    name = f"av_digits/{av_digits.AvDigitsSpec(**config.av_digits).config_name()}"
-    for section in (config.input, config.eval):
-        if section.dataset == "av_digits":
-            section.dataset = name
-
-
-def ensure_dataset(config: ml_collections.ConfigDict, data_dir: str) -> None:
-    """Generate AV-digits when absent (the demo); otherwise fail with how to prepare it."""
-    dataset = config.input.dataset
-    if dataset.split("/")[0] == "av_digits":
-        from data_pipeline import av_digits
-
-        if jax.process_index() == 0:
-            av_digits.ensure_prepared(
-                data_dir, av_digits.AvDigitsSpec(**config.get("av_digits", {}))
-            )
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("av_digits prepared")
-    if not dataset_is_prepared(dataset, data_dir):
-        raise ConfigError(
-            f"dataset {dataset!r} is not prepared under "
-            f"{data_dir or 'the TFDS default data dir'}; prepare it with: "
-            f"{prepare_hint(dataset, data_dir)}"
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # Model, optimizer and state
 # ---------------------------------------------------------------------------------------------
@@ -256,13 +189,11 @@ def create_train_state(
     return model, optimizer, state
 
 
-def resolve_num_classes(config: ml_collections.ConfigDict, data_dir: str) -> None:
+def resolve_num_classes(config: ml_collections.ConfigDict, train_data: PreparedDataset) -> None:
     """Supervised: fill `supervised.num_classes` = 0 from the dataset, or check it matches."""
     if config.mode != "supervised":
         return
-    from data_pipeline import pipeline
-
-    labels = pipeline.num_classes(config.input, data_dir or None)
+    labels = train_data.num_classes
     if config.supervised.num_classes == 0:
         config.supervised.num_classes = labels
     elif config.supervised.num_classes != labels:
@@ -273,13 +204,9 @@ def resolve_num_classes(config: ml_collections.ConfigDict, data_dir: str) -> Non
         )
 
 
-def num_train_examples(config: ml_collections.ConfigDict, data_dir: str) -> int:
-    if config.num_train_examples:
-        return config.num_train_examples
-    from data_pipeline import pipeline
-
-    builder = pipeline.load_builder(config.input.dataset, data_dir or None)
-    return builder.info.splits[config.train_split].num_examples
+def num_train_examples(config: ml_collections.ConfigDict, train_data: PreparedDataset) -> int:
+    """Examples per epoch: `config.num_train_examples`, or 0 = the train split's size."""
+    return config.num_train_examples or train_data.num_examples(config.train_split)
 
 
 class ShardBatches:
@@ -303,7 +230,7 @@ class ShardBatches:
 
 
 def host_batches(
-    config: ml_collections.ConfigDict, data_dir: str | None, start_step: int
+    config: ml_collections.ConfigDict, train_data: PreparedDataset, start_step: int
 ) -> ShardBatches:
     """Train batches of this host for `config.mode`; `config.input_shards` (0 = one per host)
     data shards."""
@@ -327,7 +254,7 @@ def host_batches(
             make(
                 config.input,
                 split=config.train_split,
-                data_dir=data_dir,
+                dataset=train_data,
                 batch_size_per_host=config.global_batch_size // num_shards,
                 seed=config.seed,
                 process_index=shard,
@@ -358,17 +285,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     # -- Config, mesh ---------------------------------------------------------------------------
     config = config.copy_and_resolve_references()
-    resolve_av_digits(config)
+    data.resolve_av_digits(config)
     validate_config(config, num_devices=jax.device_count(), num_processes=jax.process_count())
     mesh = step_lib.make_mesh()
-    data_dir = config.data_dir or None
     is_chief = jax.process_index() == 0
     logging.info("mesh: %d devices on %d hosts", jax.device_count(), jax.process_count())
 
     # -- Input ------------------------------------------------------------------------------------
-    ensure_dataset(config, config.data_dir)
-    resolve_num_classes(config, config.data_dir)  # before save_config: restore_model needs it
-    num_examples = num_train_examples(config, config.data_dir)
+    # Each dataset is opened once (AV-digits generated if absent); the loop, the input pipeline
+    # and the evaluators share these values.
+    train_data = data.open_run_dataset(config, config.input.dataset)
+    eval_data = data.open_eval_dataset(config, train_data)  # None: no online eval
+    resolve_num_classes(config, train_data)  # before save_config: restore_model needs it
+    num_examples = num_train_examples(config, train_data)
     total_steps = int(config.num_epochs * steps_per_epoch(config, num_examples))
 
     # -- Model and state ---------------------------------------------------------------------
@@ -394,7 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_chief:
             print(f"resuming from the checkpoint of step {start_step}", flush=True)
 
-    batches = host_batches(config, data_dir, start_step)
+    batches = host_batches(config, train_data, start_step)
 
     # -- Train step -------------------------------------------------------------------------------
     train_step = step_lib.make_train_step(
@@ -471,45 +400,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ):
             manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
         if (
-            config.eval.method != "none"
+            eval_data is not None
             and config.eval.every_steps
             and done % config.eval.every_steps == 0
             and done != total_steps
         ):
-            _online_eval(config, graphdef, state, None, mesh, writer, workdir, done)
+            _online_eval(config, eval_data, graphdef, state, None, mesh, writer, workdir, done)
     manager.wait_until_finished()
 
-    if config.eval.method != "none":
-        table = _online_eval(config, graphdef, state, initial, mesh, writer, workdir, total_steps)
-        if table is not None:
-            summary["probe"] = table
+    if eval_data is not None:
+        summary["probe"] = _online_eval(
+            config, eval_data, graphdef, state, initial, mesh, writer, workdir, total_steps
+        )
     summary["wall_seconds"] = time.time() - t0
     writer.flush()
     return summary
 
 
-def _online_eval(config, graphdef, state, initial, mesh, writer, workdir, step):
-    """Probe accuracy (pretrain) or classifier top-1 (supervised) on `config.eval.dataset`.
+def _online_eval(config, eval_data, graphdef, state, initial, mesh, writer, workdir, step):
+    """Probe accuracy (pretrain) or classifier top-1 (supervised) on `eval_data`
+    (`config.eval.dataset`).
 
-    Skipped with a note when that dataset is not prepared. Scalars go to the writer and, on
-    process 0, to `metrics.jsonl` as `{"step": …, "eval/<method>_<modality>_top1": …}`.
+    Scalars go to the writer and, on process 0, to `metrics.jsonl` as
+    `{"step": …, "eval/<method>_<modality>_top1": …}`.
     """
     from stica_jax.evaluate import classification, probe
 
-    if not dataset_is_prepared(config.eval.dataset, config.data_dir):
-        logging.warning(
-            "online eval skipped: %s is not prepared (%s)",
-            config.eval.dataset,
-            prepare_hint(config.eval.dataset, config.data_dir),
-        )
-        return None
     states = {"trained": (state.params, state.batch_stats)}
     if initial is not None:
         states["random init"] = initial
     evaluate = (
         classification.top1_accuracies if config.mode == "supervised" else probe.probe_accuracies
     )
-    table = evaluate(config, graphdef, states, config.data_dir or None, mesh)
+    table = evaluate(config, graphdef, states, eval_data, mesh)
     scalars = {
         f"eval/{config.eval.method}_{modality}_top1": acc
         for modality, acc in table["trained"].items()

@@ -62,10 +62,10 @@ def test_is_oom(bench):
 def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     real = bench.synthetic_batch
 
-    def batch_or_oom(config, global_batch, seed=0):  # a device OOM for the larger batches
+    def batch_or_oom(config, global_batch, seed=0, video_dtype="float32"):  # OOM when larger
         if global_batch > 4:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0TiB")
-        return real(config, global_batch, seed)
+        return real(config, global_batch, seed, video_dtype)
 
     monkeypatch.setattr(bench, "synthetic_batch", batch_or_oom)
     path = tmp_path / "out.json"
@@ -88,21 +88,26 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     m = re.fullmatch(
         rf"batch/device=2 global_batch=4 clips/s={NUMBER} step_ms={NUMBER} MFU={NUMBER}% "
         rf"MFU_traced={NUMBER}% TFLOP/s/device={NUMBER} GFLOP/step/device={NUMBER} "
-        rf"compile_s={NUMBER} loss={NUMBER} grad_norm={NUMBER} finite=yes",
+        rf"compile_s={NUMBER} loss={NUMBER} grad_norm={NUMBER} finite=yes "
+        rf"h2d_ms={NUMBER}/{NUMBER} h2d_MB={NUMBER}/{NUMBER}",
         ran[0],
     )
     assert m, ran[0]
     values = [float(v) for v in m.groups()]
     assert all(math.isfinite(v) for v in values) and all(v > 0 for v in values[:7]), values
+    # One global batch of 4 tiny clips: 2 views of 16×64×64×3 float32 + 40×99 audio.
+    video_mb, audio_mb = 2 * 4 * 16 * 64 * 64 * 3 * 4 / 1e6, 4 * 40 * 99 * 4 / 1e6
+    r = out["results"][0]
+    assert r["h2d"]["float32"]["mb"] == pytest.approx(video_mb + audio_mb + 16e-6)
+    assert r["h2d"]["bfloat16"]["mb"] == pytest.approx(video_mb / 2 + audio_mb + 16e-6)
     assert any(
         line.startswith("batch/device=64 OOM (RuntimeError: RESOURCE_EXHAUSTED") for line in lines
     )
     assert any(line.startswith("batch/device=128 skipped") for line in lines)
     summary = lines[-1]
-    assert summary.startswith("summary: config=tiny") and summary.endswith("OK"), summary
+    assert summary.startswith("summary: config=tiny variant=baseline") and summary.endswith("OK")
     assert "batch/device=2 " in summary and "oom=[64]" in summary and "ran=[2]" in summary
 
-    r = out["results"][0]
     assert [x["status"] for x in out["results"]][1] == "OOM"
     assert r["finite"] and math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])
     # fwd + bwd ≈ 3 × forward (less the first convolution's input gradient).

@@ -60,9 +60,9 @@ def _final_params(workdir):
     import jax
     from flax import nnx
 
-    from stica_jax import checkpointing
+    from stica_jax import restore
 
-    _, model, step = checkpointing.restore_model(workdir)
+    _, model, step = restore.restore_model(workdir)
     return step, [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stica_jax import checkpointing, step, train
+from stica_jax import restore, step, train
 from stica_jax.losses import classification_loss
 from stica_jax.models import VideoClassifier, build_train_model
 from tests.test_step import _rel
@@ -174,6 +174,6 @@ def test_tiny_supervised_run_learns_evaluates_and_restores_a_classifier(supervis
     top1 = summary["probe"]["trained"]["video"]
     assert 0.0 <= top1 <= 100.0
     assert lines[-1] == {"step": 12, "eval/classifier_video_top1": top1}
-    saved, model, step_ = checkpointing.restore_model(workdir)
+    saved, model, step_ = restore.restore_model(workdir)
     assert step_ == 12 and saved.supervised.num_classes == 10  # read from AV-digits
     assert isinstance(model, VideoClassifier) and model.fc.kernel.shape == (16, 10)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stica_jax import step as step_lib, train
+from stica_jax import data, step as step_lib, train
 from stica_jax.shapes import train_batch_shapes
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
@@ -109,14 +109,15 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
     from configs import sota
 
     config = sota.get_config()
+    config.data_dir = str(tmp_path)
     with pytest.raises(
-        train.ConfigError,
+        data.DatasetNotPreparedError,
         match=(
-            r"dataset 'stica_kinetics400' is not prepared under .*; prepare it with: "
-            r"python -m data_pipeline.prepare kinetics400 --manual_dir=.* --data_dir="
+            rf"^dataset 'stica_kinetics400' is not prepared under {tmp_path}; prepare it with: "
+            rf"python -m data_pipeline.prepare kinetics400 --manual_dir=\S+ --data_dir={tmp_path}$"
         ),
     ):
-        train.ensure_dataset(config, str(tmp_path))
+        data.open_run_dataset(config, config.input.dataset)
 
 
 @pytest.fixture(scope="module")

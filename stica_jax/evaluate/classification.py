@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from data_pipeline.datasets import PreparedDataset
 from stica_jax.evaluate.probe import eval_input_config, extract
 
 
@@ -34,12 +35,13 @@ def top1_accuracies(
     config: Any,
     graphdef: nnx.GraphDef,
     states: dict[str, tuple[Any, Any]],
-    data_dir: str | None,
+    dataset: PreparedDataset,
     mesh: jax.sharding.Mesh,
 ) -> dict[str, dict[str, float]]:
     """`{state_name: {"video": top-1 %}}` on `config.eval.dataset`, split `eval.test_split`.
 
-    `states` maps a name ("trained", "random init") to (params, batch_stats); the table has
+    `states` maps a name ("trained", "random init") to (params, batch_stats); `dataset` is
+    `config.eval.dataset`, opened once (`stica_jax.data.open_eval_dataset`). The table has
     the layout of `probe.probe_accuracies`, so the trainer reports both the same way.
     """
     from data_pipeline import pipeline  # TensorFlow only when evaluating with real data.
@@ -51,7 +53,7 @@ def top1_accuracies(
         batches = pipeline.make_eval_dataset(
             eval_input_config(config),
             split=ev.test_split,
-            data_dir=data_dir,
+            dataset=dataset,
             batch_size_per_host=ev.batch_size // jax.process_count(),
         )
         logits, labels = extract(logits_fn, params, batch_stats, batches, "video", mesh)

@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from data_pipeline.datasets import PreparedDataset
 from stica_jax import step as step_lib
 
 
@@ -124,12 +125,13 @@ def probe_accuracies(
     config: Any,
     graphdef: nnx.GraphDef,
     states: dict[str, tuple[Any, Any]],
-    data_dir: str,
+    dataset: PreparedDataset,
     mesh: jax.sharding.Mesh,
 ) -> dict[str, dict[str, float]]:
     """`{state_name: {modality: top-1}}` of `config.eval.method` on `config.eval.dataset`.
 
-    `states` maps a name ("trained", "random init") to (params, batch_stats).
+    `states` maps a name ("trained", "random init") to (params, batch_stats); `dataset` is
+    `config.eval.dataset`, opened once (`stica_jax.data.open_eval_dataset`).
     """
     from data_pipeline import pipeline  # TensorFlow only when evaluating with real data.
 
@@ -148,9 +150,7 @@ def probe_accuracies(
                     feature_fn,
                     params,
                     batch_stats,
-                    make(
-                        input_config, split=split, data_dir=data_dir, batch_size_per_host=per_host
-                    ),
+                    make(input_config, split=split, dataset=dataset, batch_size_per_host=per_host),
                     modality,
                     mesh,
                 )

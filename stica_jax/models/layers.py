@@ -64,6 +64,8 @@ class Conv(nnx.Module):
         self.kernel_size, self.strides = tuple(kernel_size), tuple(strides)
         self.padding = tuple(padding)
         self.dtype = dtype
+        # Set by `configure_convolutions`; 0 = convolve the channels as they are.
+        self.channel_multiple = 0
 
     def _conv2d(self, x, kernel, strides, padding):
         return jax.lax.conv_general_dilated(
@@ -74,9 +76,30 @@ class Conv(nnx.Module):
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
 
+    def _pad_channels(self, x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Zero channels up to a multiple of `channel_multiple` (tensor-core friendly widths:
+        45, 230, 460, 921 and the 3-channel stem are not multiples of 8). Zeros add nothing to
+        the sums; the caller drops the padded output channels, so the parameters keep their
+        shape and the gradients of the real channels are unchanged."""
+        m = self.channel_multiple
+        pad_in, pad_out = -kernel.shape[-2] % m, -kernel.shape[-1] % m
+        if pad_in:
+            x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad_in)])
+        if pad_in or pad_out:
+            kernel = jnp.pad(kernel, [(0, 0)] * (kernel.ndim - 2) + [(0, pad_in), (0, pad_out)])
+        return x, kernel
+
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
         kernel = self.kernel.get_value().astype(self.dtype)
+        out_features = kernel.shape[-1]
+        if self.channel_multiple > 1:
+            x, kernel = self._pad_channels(x, kernel)
+            if kernel.shape[-1] != out_features:
+                return self._convolve(x, kernel)[..., :out_features]
+        return self._convolve(x, kernel)
+
+    def _convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
         if len(self.kernel_size) == 2:
             return self._conv2d(x, kernel, self.strides, self.padding)
         (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = self.kernel_size, self.strides, self.padding
@@ -111,6 +134,50 @@ def conv(
 ) -> Conv:
     """A bias-free convolution with explicit symmetric padding `padding[i]` on each side."""
     return Conv(in_features, out_features, kernel_size, strides, padding, dtype=dtype, rngs=rngs)
+
+
+def configure_convolutions(model: nnx.Module, *, channel_multiple: int = 0) -> int:
+    """Pad every `Conv` of `model` to channel counts that are multiples of `channel_multiple`
+    inside the call (0 or 1: off). Parameters and results are unchanged; returns how many
+    convolutions have a channel count that gets padded."""
+    if channel_multiple < 0:
+        raise ValueError(f"channel_multiple must be >= 0, got {channel_multiple}")
+    padded = 0
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, Conv):
+            module.channel_multiple = channel_multiple
+            shape = module.kernel.get_value().shape
+            padded += channel_multiple > 1 and bool(
+                shape[-2] % channel_multiple or shape[-1] % channel_multiple
+            )
+    return padded
+
+
+BATCH_NORM_SYNC = ("global", "device")
+
+
+def configure_batch_norm(model: nnx.Module, *, one_pass: bool = False, sync: str = "global") -> int:
+    """Choose how every BatchNorm of `model` computes its batch statistics; returns their count.
+
+    `one_pass`: mean and mean of squares in one pass over the activations (float32), averaged
+    over devices by ONE stacked `pmean`, variance `E[x²] − E[x]²` clipped at 0; instead of the
+    default two passes `E[(x − E[x])²]` with two dependent `pmean`s. Agrees to float32 rounding
+    while |mean| is not ≫ std (cancellation); `tests/test_layer_options.py` bounds it.
+    `sync`: "global" (default) averages the statistics over the model's mesh axis (SyncBN:
+    the result does not depend on the device count); "device" uses each device's shard alone
+    (no collective for the statistics, as a non-synchronised PyTorch BatchNorm does per GPU;
+    the result then depends on the per-device batch).
+    """
+    if sync not in BATCH_NORM_SYNC:
+        raise ValueError(f"unknown BatchNorm sync {sync!r}; expected one of {BATCH_NORM_SYNC}")
+    count = 0
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, nnx.BatchNorm):
+            module.use_fast_variance = one_pass
+            if sync == "device":
+                module.axis_name = None
+            count += 1
+    return count
 
 
 def batch_norm(

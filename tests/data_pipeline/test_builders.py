@@ -237,7 +237,12 @@ def test_hmdb51_splits_use_codes_1_and_2_and_drop_0(tmp_path):
     assert "audio" not in builder.info.features  # video only
 
 
-def test_esc50_folds_are_splits_and_audio_eval_reads_them(tmp_path):
+def test_esc50_folds_are_splits_and_audio_eval_reads_them(tmp_path, monkeypatch):
+    # Prepared and read without a data dir: both find $TFDS_DATA_DIR, and nothing lands in the
+    # current directory.
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     manual = tmp_path / "manual" / "ESC-50-master"
     os.makedirs(manual / "meta")
     rows = ["filename,fold,target,category,esc10,src_file,take"]
@@ -252,11 +257,10 @@ def test_esc50_folds_are_splits_and_audio_eval_reads_them(tmp_path):
         )
         rows.append(f"{name},{fold},{fold * 3},class{fold},False,100,A")
     (manual / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-    data_dir = str(tmp_path / "data")
-    prepare_module.prepare(
-        "esc50", manual_dir=str(tmp_path / "manual"), data_dir=data_dir, num_workers=1
-    )
-    builder = load_builder("stica_esc50", data_dir)
+    prepare_module.prepare("esc50", manual_dir=str(tmp_path / "manual"), num_workers=1)
+    assert os.listdir(tmp_path / "cwd") == []
+    builder = load_builder("stica_esc50")
+    assert os.fspath(builder.data_dir).startswith(str(tmp_path / "data" / "stica_esc50"))
     (fold3,) = _examples(builder, "fold3")
     assert fold3["label"] == 9 and fold3["label_name"] == b"class3" and "video" not in fold3
     assert builder.info.splits["fold1+fold2+fold4+fold5"].num_examples == 4
@@ -267,7 +271,6 @@ def test_esc50_folds_are_splits_and_audio_eval_reads_them(tmp_path):
         make_audio_eval_dataset(
             config,
             split="fold3",
-            data_dir=data_dir,
             batch_size_per_host=1,
             process_index=0,
             process_count=1,

@@ -33,7 +33,7 @@ def test_cli_needs_exactly_one_source(tmp_path):
 
 
 def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
-    """--workdir goes through the trainer's `checkpointing.restore_model(workdir, step)`."""
+    """--workdir goes through `restore.restore_model(workdir, step)`."""
     config = tiny_config()
     calls = []
 
@@ -44,12 +44,12 @@ def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
         model = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
         return config, model, 1000
 
-    fake = types.ModuleType("stica_jax.checkpointing")
+    fake = types.ModuleType("stica_jax.restore")
     fake.restore_model = restore_model
-    monkeypatch.setitem(sys.modules, "stica_jax.checkpointing", fake)
+    monkeypatch.setitem(sys.modules, "stica_jax.restore", fake)
     import stica_jax
 
-    monkeypatch.setattr(stica_jax, "checkpointing", fake, raising=False)
+    monkeypatch.setattr(stica_jax, "restore", fake, raising=False)
     # The tiny model is refused, after the checkpoint was asked for the right step.
     with pytest.raises(export.UnsupportedArchitectureError, match="no torchvision counterpart"):
         export.export_from_workdir("/some/workdir", str(tmp_path), step=1000)

@@ -1,0 +1,34 @@
+"""Errors a user causes and can fix, and how a command reports them.
+
+A `UserError`'s message alone says what to change (a config value, a flag, a dataset to
+prepare). Command-line entry points (`python -m stica_jax.main`, `python -m
+data_pipeline.prepare`) print it as one line on stderr and exit with status 2, without a
+traceback; any other exception is a bug and keeps its traceback.
+
+This module sits in the pipeline layer so that both packages share it: `stica_jax.errors`
+derives the trainer's errors from `UserError`, and `stica_jax.cli` runs absl entry points with
+this reporting.
+"""
+
+import sys
+from typing import NoReturn
+
+# What argparse and absl use for a bad command line.
+USAGE_EXIT_STATUS = 2
+
+
+class UserError(Exception):
+    """An error the user can fix from its one-line message; reported without a traceback."""
+
+
+def one_line(message: str) -> str:
+    """`message` with its lines joined by spaces (a user error is reported as one line)."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def exit_with_error(prog: str, message: str) -> NoReturn:
+    """Print `prog: error: message` as one line on stderr and exit with status 2."""
+    sys.stdout.flush()
+    sys.stderr.write(f"{prog}: error: {one_line(message)}\n")
+    sys.stderr.flush()
+    raise SystemExit(USAGE_EXIT_STATUS)

@@ -1,0 +1,110 @@
+"""Running an absl entry point: errors a person can read, and a quiet console.
+
+    from stica_jax import cli
+
+    def main(argv): ...
+
+    if __name__ == "__main__":
+        cli.run(main)
+
+`run(main)` is `absl.app.run(main)` with two differences; every `python -m stica_jax...` command
+(training; evaluation, export and ablation entry points alike) should start this way.
+
+1. **A mistake of the user's is one line.** A bad or missing flag, an unknown `--config.x`
+   field, a config file that does not exist, `app.UsageError`, and any `UserError` that `main`
+   raises (`ConfigError`, `NonFiniteError`, `DatasetNotPreparedError`...) print
+   `<command>: error: <message>` as one line on stderr and exit with status 2. Anything else is
+   a bug and keeps its traceback.
+2. **A quiet console.** Unless `--verbosity` is given or the host has a TPU, Python logging
+   shows warnings and errors only (absl's default is INFO, with JAX's "Unable to initialize
+   backend 'tpu'" on every machine without one), and TensorFlow's C++ start-up lines and
+   TensorFlow / TFDS Python warnings are hidden (`data_pipeline.console`). A TPU host keeps
+   absl's INFO level and TensorFlow's defaults, so it logs what a pod needs. `--verbosity=0`
+   shows everything on any host.
+"""
+
+import functools
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags, logging
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser, is_config_flag
+
+from data_pipeline import console
+from data_pipeline.errors import UserError, exit_with_error
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+    """`absl.app.run(main)`, with one-line user errors and a quiet console (module docstring)."""
+    app.run(functools.partial(_run_main, main), flags_parser=_parse_flags)
+
+
+def command_name() -> str:
+    """How the running command is invoked: `stica_jax.main` for `python -m stica_jax.main`."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None else os.path.basename(sys.argv[0])
+
+
+def tpu_host() -> bool:
+    """True where libtpu is installed (`jax[tpu]`), as on every Cloud TPU VM."""
+    return importlib.util.find_spec("libtpu") is not None
+
+
+def quiet_console() -> None:
+    """Python logging at WARNING; TensorFlow's start-up lines and warnings hidden (call it before
+    TensorFlow is imported)."""
+    logging.set_verbosity(logging.WARNING)
+    console.quiet_tensorflow()
+
+
+def _run_main(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
+    if not flags.FLAGS["verbosity"].present and not tpu_host():
+        quiet_console()
+    try:
+        return main(argv)
+    except (UserError, app.UsageError) as error:
+        exit_with_error(command_name(), str(error))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """`flags.FLAGS(argv)`, with what the user got wrong reported as one line."""
+    prog = command_name()
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as error:
+        if "\n" in str(error):
+            raise  # a config file's get_config() failed: its traceback is the message
+        exit_with_error(prog, f"{error} (--helpshort lists the flags)")
+    except (AttributeError, KeyError) as error:
+        # ml_collections raises these when a --config.x override names no field of the config.
+        unknown = _unknown_config_overrides(argv, str(error).strip("\"'"))
+        if not unknown:
+            raise
+        exit_with_error(prog, f"{unknown[0]}: the config has no such field")
+    for name, flag in _config_flags().items():
+        if flag.present and isinstance(flag.parser, ConfigFileFlagParser):
+            # ml_collections defers a missing file's error to the first use of the config.
+            path = flag.config_filename.split(":", 1)[0]  # "file.py:arg" passes arg to get_config
+            if not os.path.isfile(path):
+                exit_with_error(prog, f"--{name}={path}: no such config file")
+    return remaining
+
+
+def _config_flags() -> dict[str, flags.Flag]:
+    """The ml_collections config flags defined (`--config` and the like), by name."""
+    return {name: flags.FLAGS[name] for name in flags.FLAGS if is_config_flag(flags.FLAGS[name])}
+
+
+def _unknown_config_overrides(argv: list[str], field: str) -> list[str]:
+    """The `--<config>.a.b=value` arguments of `argv` whose path names `field`."""
+    found = []
+    for arg in argv[1:]:
+        for name in _config_flags():
+            match = re.match(rf"^--?(?:no)?{re.escape(name)}\.([\w.]+)", arg)
+            if match and field in match.group(1).split("."):
+                found.append(arg.split("=", 1)[0])
+    return found
