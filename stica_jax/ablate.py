@@ -6,7 +6,9 @@ prints the online probe's top-1 per modality as mean ± std over seeds beside th
 Every `--config.*` override applies to the baseline and so to every variant alike (e.g. a
 shorter `--config.num_epochs` to fit a budget). A finished run leaves `result.json` and is not
 trained again, so an interrupted ablation resumes where it stopped (an unfinished run resumes
-from its checkpoint). The table is also written to `DIR/table.txt`.
+from its checkpoint). The table is also written to `DIR/table.txt`. Errors a user can fix (a
+flag, an unknown variant, a config value, a dataset to prepare) are one line on stderr with exit
+status 2, checked before any training (`stica_jax.cli`).
 
 The variants are the paper's ablations (seed §6; the abstract: feature crops and transformer
 pooling each help) and the two places where the official code departs from the spec's earlier
@@ -16,15 +18,17 @@ wording (spec §6: crop pairs, detached keys); `docs/ablations.md` holds a measu
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from data_pipeline.errors import UserError
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "One subdirectory per variant and seed.")
@@ -34,8 +38,9 @@ _VARIANTS = flags.DEFINE_list(
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Trainings per variant, with config.seed 0…n-1.")
 
 
-class UsageError(ValueError):
-    """A command line that cannot run; the message says what to change."""
+class UsageError(UserError, ValueError):
+    """A command line that cannot run; the message says what to change (`cli.run` prints it as
+    one line and exits with status 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,18 +253,11 @@ def ablate(configs: dict[str, ml_collections.ConfigDict], workdir: str, seeds: i
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        baseline = _CONFIG.value
-        if baseline is not None:
-            baseline.to_dict()
-    except OSError as e:  # config_flags defers a failed load to the first access
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise UsageError(f"cannot load --config: {lines[-1]}") from None
+    baseline = _CONFIG.value
     if baseline is None or _WORKDIR.value is None:
         raise UsageError("--config and --workdir are required")
     # Before anything imports TensorFlow (train does, through its libraries): hide the GPUs.
     from data_pipeline import tensorflow_cpu  # noqa: F401
-    from stica_jax import train
 
     configs = plan(baseline, _VARIANTS.value, _SEEDS.value)
     import jax
@@ -267,37 +265,9 @@ def main(argv: list[str]) -> None:
     if jax.config.jax_compilation_cache_dir is None:
         # The seeds of a variant compile the same programs: compile them once.
         jax.config.update("jax_compilation_cache_dir", os.path.join(_WORKDIR.value, "jax_cache"))
-
-    try:
-        table = ablate(configs, _WORKDIR.value, _SEEDS.value)
-    except train.ConfigError as e:  # e.g. a dataset that is not prepared
-        raise UsageError(str(e)) from None
-    print(table, flush=True)
-
-
-def _one_line_error(message: str) -> None:
-    """A user error: one line on stderr, exit status 2 (no traceback, no usage text)."""
-    print(
-        f"error: {message.splitlines()[0] if message else 'invalid command line'}", file=sys.stderr
-    )
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _one_line_error(str(e))
-    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a bad --config.* override
-        _one_line_error(f"cannot apply the --config overrides: {type(e).__name__}: {e}")
-
-
-def _main_with_one_line_errors(argv: list[str]) -> None:
-    try:
-        main(argv)
-    except UsageError as e:
-        _one_line_error(str(e))
+    # A dataset that is not prepared, a run that diverges: `UserError`s, one line from cli.run.
+    print(ablate(configs, _WORKDIR.value, _SEEDS.value), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(_main_with_one_line_errors, flags_parser=_parse_flags)
+    cli.run(main)
