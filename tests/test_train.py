@@ -150,11 +150,12 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run, capsy
     assert set(table) == {"trained", "random init"}
     for accs in table.values():
         assert set(accs) == {"video", "audio"}
-    # 12 steps on 48 clips already beat random init (24 test clips: 4.2 points a clip).
-    # Measured, video / audio: seed 0 (this run) 62.5 / 16.7 vs 37.5 / 4.2 at random init,
-    # seed 1 29.2 / 33.3 vs 12.5 / 20.8: best gains 25.0 and 16.7. The margin is half the
-    # smaller one (2 clips), room for other CPUs' float rounding to move a clip or two.
+    # 12 steps on 48 clips already beat random init (24 test clips: 4.2 points a clip), with
+    # the demo's loss (official crop pairs, detached keys). Measured, video / audio: seed 0 (this
+    # run) 29.2 / 41.7 vs 37.5 / 4.2 at random init, seed 1 33.3 / 37.5 vs 12.5 / 20.8: best
+    # gains 37.5 (audio) and 20.8 (video). The margin, 3 clips, is cleared by both seeds (this
+    # one by 6 clips, room for other CPUs' float rounding); a model left at its init gains 0.
     gains = {m: table["trained"][m] - table["random init"][m] for m in ("video", "audio")}
-    assert max(gains.values()) >= 8.3, table
+    assert max(gains.values()) >= 12.5, table
     assert max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))) == 12
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))  # TensorBoard
