@@ -43,7 +43,7 @@ def get_config():
 
     # The official crop pairing and detached keys, as sota.py. Both settings were measured with
     # this config (558 steps, seed 0; linear-probe top-1 video / audio, random init
-    # 48.0 / 61.3): official pairs + detached keys 68.7 / 76.7 (+20.7 / +15.4), all pairs +
+    # 48.0 / 61.3): official pairs + detached keys 68.7 / 76.7 (+20.7 / +15.3), all pairs +
     # attached keys 32.7 / 62.0 (below random init on video: it does not learn). docs/demo.md.
     config.loss.crop_pairs = "official"
     config.loss.detach_keys = True
