@@ -46,7 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.cross_modal_weight = 0.5  # official cross_modal_alpha (spec §6)
     config.loss.av_temperature = 0.1  # cross-modal τ (seed §6.1)
     config.loss.crop_temperature = 0.5  # within-modal τ (seed §6.1)
-    config.loss.detach_keys = False  # official detaches keys; spec §6 lets gradients flow
+    # The one behaviour taken from the official code over the spec's earlier wording of eq. 7:
+    # one large↔large pair (large crop 1 of each view) + small→large, 12 terms (spec §6).
+    config.loss.crop_pairs = "official"
+    config.loss.detach_keys = True  # official: every key detached; LR 0.64 was tuned so (spec §6)
 
     config.input = ml_collections.ConfigDict()
     config.input.dataset = "stica_kinetics400"  # Kinetics-400 train split (spec §9)
@@ -55,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.crop_size = 112  # 112×112 (seed §6.1)
     config.input.audio_seconds = 2.0  # same duration as the clip (spec §7)
     config.input.sample_rate = 24000  # mono 24 kHz (spec §7)
+    # python_speech_features.logfbank as the official loader calls it, so official checkpoints
+    # and ours read the same features (spec §7, official datasets/audio_utils.py).
+    config.input.audio_frontend = "official"
     config.input.num_mel_bins = 257  # "257×199" (seed §6.1, spec §7)
     config.input.window_length = 480  # 20 ms (spec §7)
     config.input.hop_length = 240  # 10 ms (spec §7)

@@ -18,7 +18,8 @@ F = `num_mel_bins`, T_spec = `1 + (audio_seconds * sample_rate - window_length) 
 
 `index` of a training batch is the sample's position in the global stream,
 `step * B * process_count + process_index * B + i`; of an eval batch, the host's example number.
-Videos are normalised `(x / 255 - 0.45) / 0.225`; audio is `log(mel power + 1e-6)`.
+Videos are normalised `(x / 255 - 0.45) / 0.225`; audio is `log(mel power + 1e-6)` ("stica"
+front end) or the official loader's `logfbank` ("official"; `audio_features`).
 """
 
 import dataclasses
@@ -33,7 +34,12 @@ from data_pipeline import (
     builders,  # noqa: F401 - registers the stica_jax TFDS builders.
     record_stream,
 )
-from data_pipeline.audio_features import log_mel_spectrogram, num_spectrogram_frames
+from data_pipeline.audio_features import (
+    AUDIO_FRONTENDS,
+    log_mel_spectrogram,
+    num_spectrogram_frames,
+    official_log_filterbank,
+)
 from data_pipeline.augment import AugmentConfig, augment_clip, normalize
 from data_pipeline.datasets import PreparedDataset, load_builder  # load_builder: also public here
 from data_pipeline.tensorflow_cpu import tf
@@ -64,6 +70,7 @@ class InputConfig:
     mean: float = 0.45
     std: float = 0.225
     # Audio.
+    audio_frontend: str = "stica"  # or "official" (audio_features: logfbank as the official loader)
     audio_seconds: float = 2.0
     sample_rate: int = 24_000
     num_mel_bins: int = 257
@@ -112,7 +119,10 @@ class InputConfig:
     @property
     def spectrogram_frames(self) -> int:
         return num_spectrogram_frames(
-            self.audio_samples, window_length=self.window_length, hop_length=self.hop_length
+            self.audio_samples,
+            window_length=self.window_length,
+            hop_length=self.hop_length,
+            frontend=self.audio_frontend,
         )
 
 
@@ -217,7 +227,21 @@ def audio_window(
 
 
 def spectrogram(waveform: tf.Tensor, config: InputConfig) -> tf.Tensor:
-    """float `[..., L]` → log-mel `[..., F, T_spec, 1]` with the config's STFT settings."""
+    """float `[..., L]` → `[..., F, T_spec, 1]` by `config.audio_frontend` with its STFT settings."""
+    if config.audio_frontend not in AUDIO_FRONTENDS:
+        raise ValueError(
+            f"unknown audio_frontend {config.audio_frontend!r}; expected one of {AUDIO_FRONTENDS}"
+        )
+    if config.audio_frontend == "official":
+        features = official_log_filterbank(
+            waveform,
+            sample_rate=config.sample_rate,
+            num_filters=config.num_mel_bins,
+            window_length=config.window_length,
+            hop_length=config.hop_length,
+            fft_length=config.fft_length,
+        )
+        return features[..., tf.newaxis]
     features = log_mel_spectrogram(
         waveform,
         sample_rate=config.sample_rate,

@@ -6,7 +6,7 @@ Every function works on the *local* shard of the global batch. With `axis_name` 
 query are all other keys of the global batch, and the returned loss is the global mean
 (`pmean` of the local means — every shard holds the same number of samples). With
 `axis_name=None` the local batch is the global batch. Gradients flow through the gathered keys
-(all_gather's transpose) unless `detach_keys` (the official code's behaviour).
+(all_gather's transpose) unless `detach_keys` (the official code's behaviour, spec §6).
 """
 
 from typing import Any
@@ -92,10 +92,27 @@ def cross_modal_nce(
     return jnp.mean(jnp.stack(terms))
 
 
+CROP_PAIRINGS = ("official", "all")
+
+
+def num_crop_terms(n_large: int, n_small: int, pairing: str) -> int:
+    """How many NCE terms `crop_nce_terms` returns for one family with these crop counts."""
+    if pairing == "official":
+        # Official `nce_crop_losses_dual`: a family enters the loss only when it has a small
+        # crop or a second large crop; then one large↔large term if there is a crop index 1.
+        if n_small == 0 and n_large < 2:
+            return 0
+        return int(n_large >= 2) + n_large * n_small
+    if pairing == "all":
+        return n_large * n_large + n_large * n_small
+    raise ValueError(f"unknown crop pairing {pairing!r}; expected one of {list(CROP_PAIRINGS)}")
+
+
 def crop_nce_terms(
     large: jax.Array,
     small: jax.Array | None,
     *,
+    pairing: str = "official",
     temperature: float = 0.5,
     axis_name: str | None = None,
     detach_keys: bool = False,
@@ -105,19 +122,39 @@ def crop_nce_terms(
     Args:
       large: `[2, B, L, D]` large crops of view 1 and view 2.
       small: `[B, S, D]` small crops of view 2, or None.
+      pairing: which large crops are contrasted (spec §6):
+        "official" (the official `main_stica.py`, `nce_crop_losses_dual`): when `L >= 2`, ONE
+        symmetric term `½[NCE(v2_1→v1_1) + NCE(v1_1→v2_1)]` between large crop 1 of each view;
+        then `L·S` terms `NCE(v2 small_s → v1 large_l)` with the large crop detached (the
+        official code detaches it whatever happens to the other keys). A family with one large
+        and no small crop gives no term, as there.
+        "all": `L·L` symmetric terms `½[NCE(v2_j→v1_l) + NCE(v1_l→v2_j)]`, then the `L·S`
+        small→large terms (keys detached only with `detach_keys`).
+      detach_keys: stop gradients through every key (queries carry the gradient).
     Returns:
-      `L·L` symmetric large↔large terms `½[NCE(v2_j→v1_l) + NCE(v1_l→v2_j)]`, then `S·L`
-      terms `NCE(v2 small_s → v1 large_l)`: every crop of view 2 is a query against every
-      large crop of view 1 (the keys).
+      `[num_crop_terms(L, S, pairing)]` large↔large terms first, then small→large ones in
+      (large, small) order.
     """
+    n_large = large.shape[2]
+    if num_crop_terms(n_large, 0 if small is None else small.shape[1], pairing) == 0:
+        return jnp.zeros((0,), jnp.float32)
     kw = dict(temperature=temperature, axis_name=axis_name, detach_keys=detach_keys)
     v1_large, v2_large = large[0], large[1]
-    large_large = 0.5 * (
-        pairwise_nce(v2_large, v1_large, **kw) + pairwise_nce(v1_large, v2_large, **kw).T
-    )
+    if pairing == "all":
+        large_large = 0.5 * (
+            pairwise_nce(v2_large, v1_large, **kw) + pairwise_nce(v1_large, v2_large, **kw).T
+        )
+        small_keys = v1_large
+    else:  # "official"
+        index_1 = v1_large[:, 1:2], v2_large[:, 1:2]  # empty when L == 1
+        large_large = 0.5 * (
+            pairwise_nce(index_1[1], index_1[0], **kw) + pairwise_nce(index_1[0], index_1[1], **kw)
+        )
+        small_keys = jax.lax.stop_gradient(v1_large)
     terms = [large_large.reshape(-1)]
     if small is not None:
-        terms.append(pairwise_nce(small, v1_large, **kw).reshape(-1))
+        # [S, L] → (large, small) order, the official loop order.
+        terms.append(pairwise_nce(small, small_keys, **kw).T.reshape(-1))
     return jnp.concatenate(terms)
 
 
@@ -127,13 +164,18 @@ def stica_loss(
     cross_modal_weight: float = 0.5,
     av_temperature: float = 0.1,
     crop_temperature: float = 0.5,
+    crop_pairs: str = "official",
     axis_name: str | None = None,
     detach_keys: bool = False,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`L = (1-α)·L_crops + α·L_av` (α = 0.5), or `L_av` alone when the model has no crops.
 
+    `L_crops` is the mean of every crop family's terms (`crop_nce_terms` with `crop_pairs`), each
+    term weighing the same, as the official `sum(crop_losses) / sum(counters)`.
+
     Args:
       outputs: the dict returned by `STiCA.__call__` (local shard).
+      crop_pairs: "official" or "all" (see `crop_nce_terms`).
     Returns:
       The global-batch loss (identical on every device) and its terms for logging:
       `loss_av`, `loss_crops`, `loss_crops_<family>`, and `av_top1` (top-1 accuracy of
@@ -146,14 +188,23 @@ def stica_loss(
     if crops:
         per_family = {
             f: crop_nce_terms(
-                crops[f]["large"], crops[f].get("small"), temperature=crop_temperature, **kw
+                crops[f]["large"],
+                crops[f].get("small"),
+                pairing=crop_pairs,
+                temperature=crop_temperature,
+                **kw,
             )
             for f in FAMILIES
             if f in crops
         }
+        per_family = {f: terms for f, terms in per_family.items() if terms.size}
+        if not per_family:
+            raise ValueError(
+                f"crop_pairs={crop_pairs!r} contrasts no crops with these counts (it needs a "
+                "small crop or two large ones in a family); add crops or disable them"
+            )
         for f, terms in per_family.items():
             aux[f"loss_crops_{f}"] = jnp.mean(terms)
-        # Every term weighs the same, as in the official sum(losses) / sum(counts).
         loss_crops = jnp.mean(jnp.concatenate(list(per_family.values())))
         aux["loss_crops"] = loss_crops
         loss = (1.0 - cross_modal_weight) * loss_crops + cross_modal_weight * loss_av

@@ -65,6 +65,7 @@ class LossConfig:
     cross_modal_weight: float = 0.5
     av_temperature: float = 0.1
     crop_temperature: float = 0.5
+    crop_pairs: str = "official"  # or "all" (spec §6, `losses.crop_nce_terms`)
     detach_keys: bool = False
 
     @classmethod

@@ -30,13 +30,14 @@ from flax import nnx
 
 from data_pipeline.datasets import PreparedDataset
 from stica_jax import checkpointing, data, loop, step as step_lib
-from stica_jax.crops import CropConfig
+from stica_jax.crops import FAMILIES, CropConfig
 from stica_jax.errors import ConfigError, NonFiniteError
+from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
 from stica_jax.models import build_train_model
 from stica_jax.models.stica import DTYPES
 from stica_jax.models.temporal_pooling import POOLING_KINDS
 from stica_jax.models.video_resnet import VideoResNet
-from stica_jax.shapes import input_shapes
+from stica_jax.shapes import AUDIO_FRONTENDS, input_shapes
 
 # ---------------------------------------------------------------------------------------------
 # Config checks (before anything compiles)
@@ -108,12 +109,31 @@ def validate_config(
             f"eval.batch_size={config.eval.batch_size} is not divisible by the "
             f"{num_devices} devices"
         )
+    frontend = config.input.get("audio_frontend", "stica")
+    if frontend not in AUDIO_FRONTENDS:
+        raise ConfigError(
+            f"unknown input.audio_frontend {frontend!r}; expected one of {list(AUDIO_FRONTENDS)}"
+        )
+    if config.mode == "pretrain" and config.loss.crop_pairs not in CROP_PAIRINGS:
+        raise ConfigError(
+            f"unknown loss.crop_pairs {config.loss.crop_pairs!r}; expected one of "
+            f"{list(CROP_PAIRINGS)}"
+        )
     if config.crops.enabled:
+        crops = CropConfig.from_config(config.crops)
         try:
-            CropConfig.from_config(config.crops).validate(video_map_shape(config))
+            crops.validate(video_map_shape(config))
         except ValueError as e:
             video_shape, _ = input_shapes(config.input)
             raise ConfigError(f"crops do not fit the input {video_shape[1:4]}: {e}") from None
+        pairs = config.loss.crop_pairs
+        if config.mode == "pretrain" and not any(
+            num_crop_terms(*crops.counts(f), pairs) for f in FAMILIES
+        ):
+            raise ConfigError(
+                f"loss.crop_pairs={pairs!r} contrasts none of these crops: it needs a small "
+                "crop or two large ones in a family; add crops or set crops.enabled=False"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

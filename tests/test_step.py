@@ -21,6 +21,9 @@ GLOBAL_BATCH = 8
 
 def _run(dtype: str, num_devices: int):
     config = tiny_config(dtype)
+    # Attached keys (the ablation, spec §6): gradients also flow back through all_gather's
+    # transpose, the harder case for device-count invariance than the official detached keys.
+    config.loss.detach_keys = False
     model = tiny_model(config, axis_name=step.MESH_AXIS)
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     np_dtype = np.float64 if dtype == "float64" else np.float32

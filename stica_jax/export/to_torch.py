@@ -38,11 +38,33 @@ from stica_jax.models.stica import STiCA
 from stica_jax.models.temporal_pooling import AvgPool
 
 # Input conventions written into the manifest. They mirror data_pipeline.augment.VIDEO_MEAN/STD
-# and data_pipeline.audio_features.log_mel_spectrogram's defaults (a test checks it); importing
-# those modules here would pull in TensorFlow.
+# and the defaults of data_pipeline.audio_features.log_mel_spectrogram ("stica" front end) and
+# official_log_filterbank ("official"), which a test checks; importing those modules here would
+# pull in TensorFlow.
 VIDEO_MEAN = 0.45
 VIDEO_STD = 0.225
 LOG_MEL_OFFSET = 1e-6
+OFFICIAL_PREEMPHASIS = 0.97
+OFFICIAL_SAMPLE_SCALE = 32768.0  # float samples in [-1, 1] back to int16 units
+
+# What the audio network was trained on, per `config.input.audio_frontend` (spec §7).
+AUDIO_FEATURES = {
+    "stica": {
+        "feature": "log(mel_power + log_offset): |STFT|^2 with a periodic Hann window, "
+        "no end padding, HTK mel filterbank from 0 Hz to Nyquist (tf.signal)",
+        "log_offset": LOG_MEL_OFFSET,
+    },
+    "official": {
+        "feature": "python_speech_features.logfbank(samples * sample_scale, sample_rate, "
+        "winlen=window_length / sample_rate, winstep=hop_length / sample_rate, "
+        "nfilt=num_mel_bins, nfft=fft_length, preemph=preemphasis).T, as the official "
+        "datasets/audio_utils.py calls it: pre-emphasis, rectangular frames with the end "
+        "zero-padded to a whole frame, |rfft|^2 / nfft, floor-binned mel filterbank, log "
+        "with empty bands at float64 eps",
+        "sample_scale": OFFICIAL_SAMPLE_SCALE,
+        "preemphasis": OFFICIAL_PREEMPHASIS,
+    },
+}
 
 
 def _to_torch_arrays(
@@ -108,6 +130,8 @@ def _json_config(config: Any) -> Any:
 def _input_conventions(config: Any) -> dict[str, Any]:
     inp = config.get("input", {}) if config is not None else {}
     get = lambda key: inp.get(key) if inp else None  # noqa: E731
+    # Configs from before the switch have no field: their only front end was "stica".
+    frontend = inp.get("audio_frontend", "stica") if inp else None
     return {
         "video": {
             "torch_layout": "NCTHW",
@@ -123,9 +147,8 @@ def _input_conventions(config: Any) -> dict[str, Any]:
         "audio": {
             "torch_layout": "N1FT (batch, 1, mel bins, frames)",
             "jax_layout": "NFT1",
-            "feature": "log(mel_power + log_offset): |STFT|^2 with a periodic Hann window, "
-            "no end padding, HTK mel filterbank from 0 Hz to Nyquist (tf.signal)",
-            "log_offset": LOG_MEL_OFFSET,
+            "frontend": frontend,
+            **AUDIO_FEATURES.get(frontend, {}),
             "sample_rate": get("sample_rate"),
             "num_mel_bins": get("num_mel_bins"),
             "window_length": get("window_length"),

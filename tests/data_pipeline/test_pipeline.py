@@ -2,6 +2,7 @@ import dataclasses
 import shutil
 
 import numpy as np
+import pytest
 
 from data_pipeline import pipeline, record_stream
 from data_pipeline.tensorflow_cpu import tf
@@ -34,8 +35,11 @@ def test_pretraining_batches_have_the_contract_shapes(digits_dir, tiny_config):
     assert np.isfinite(batch["audio"]).all() and batch["audio"].std() > 0.5  # not silence
 
 
-def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_config):
-    config = dataclasses.replace(tiny_config, audio_seconds=2.0, num_mel_bins=257)
+@pytest.mark.parametrize("frontend", ["stica", "official"])
+def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_config, frontend):
+    config = dataclasses.replace(
+        tiny_config, audio_seconds=2.0, num_mel_bins=257, audio_frontend=frontend
+    )
     batch = next(
         pipeline.make_pretrain_dataset(
             config,
@@ -47,7 +51,7 @@ def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_con
             process_count=1,
         )
     )
-    assert batch["audio"].shape == (2, 257, 199, 1)
+    assert batch["audio"].shape == (2, 257, 199, 1) and config.spectrogram_frames == 199
 
 
 def test_the_same_seed_gives_the_same_batches_and_another_seed_others(digits_dir, tiny_config):
@@ -204,6 +208,22 @@ def test_the_audio_window_starts_with_the_clip_and_stays_inside_the_audio():
     )
     short = pipeline.audio_window(audio[:10], 0.0, 30, 100).numpy() * 32768
     np.testing.assert_allclose(short, np.r_[np.arange(10), np.zeros(20)])
+
+
+def test_the_official_frontend_reads_the_int16_window_like_the_official_loader():
+    """Official `datasets/audio_utils.py`: `logfbank` of the int16 samples of the window."""
+    import python_speech_features
+
+    samples = np.random.default_rng(0).integers(-32768, 32768, 60_000).astype(np.int16)
+    window = pipeline.audio_window(tf.constant(samples), 0.5, 24_000, 24_000)
+    config = pipeline.InputConfig(audio_frontend="official", audio_seconds=1.0)
+    ours = pipeline.spectrogram(window, config).numpy()
+    reference = python_speech_features.logfbank(
+        samples[12_000:36_000].astype(np.float64), 24000, winlen=0.02, winstep=0.01,
+        nfilt=257, nfft=1024,
+    ).T  # fmt: skip
+    assert ours.shape == (257, 99, 1) == (257, config.spectrogram_frames, 1)
+    np.testing.assert_allclose(ours[..., 0], reference, rtol=0, atol=1e-4)
 
 
 def test_clip_frames_follow_the_stride_and_repeat_the_last_frame_of_short_videos(tiny_config):

@@ -20,7 +20,7 @@ torchvision = pytest.importorskip("torchvision")
 from safetensors.torch import load_file as torch_load_file, save_file as torch_save_file
 
 from configs import sota
-from stica_jax.export import torch as export, torch_modules
+from stica_jax.export import to_torch, torch as export, torch_modules
 from stica_jax.models.audio_resnet import AudioResNet
 from stica_jax.models.stica import build_model
 from tests.export.random_norms import flat_values, randomize_norms
@@ -233,14 +233,47 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
                 constants[node.targets[0].id] = ast.literal_eval(node.value)
     assert video["mean"] == [constants["VIDEO_MEAN"]] * 3
     assert video["std"] == [constants["VIDEO_STD"]] * 3
-    log_mel = ast.parse((REPO / "data_pipeline" / "audio_features.py").read_text())
-    fn = next(n for n in log_mel.body if getattr(n, "name", "") == "log_mel_spectrogram")
-    defaults = {
-        a.arg: ast.literal_eval(d)
-        for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults)
-        if d is not None
-    }
-    assert audio["log_offset"] == defaults["log_offset"]
+    features = ast.parse((REPO / "data_pipeline" / "audio_features.py").read_text())
+
+    def defaults(name):
+        fn = next(n for n in features.body if getattr(n, "name", "") == name)
+        return {
+            a.arg: ast.literal_eval(d)
+            for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults)
+            if d is not None
+        }
+
+    # sota.py reads the official loader's features, so its audio net expects those.
+    assert config.input.audio_frontend == audio["frontend"] == "official"
+    assert audio["preemphasis"] == defaults("official_log_filterbank")["preemphasis"]
+    stica = config.copy_and_resolve_references()
+    stica.input.audio_frontend = "stica"
+    stica_audio = to_torch._input_conventions(stica)["audio"]
+    assert stica_audio["frontend"] == "stica" and "preemphasis" not in stica_audio
+    assert stica_audio["log_offset"] == defaults("log_mel_spectrogram")["log_offset"]
+
+
+def test_manifest_audio_recipe_gives_the_pipelines_official_features(export_dir, config):
+    """python_speech_features.logfbank called as the manifest says equals what the network saw."""
+    python_speech_features = pytest.importorskip("python_speech_features")
+    from data_pipeline import pipeline
+
+    audio = json.loads((export_dir / "manifest.json").read_text())["inputs"]["audio"]
+    rate = audio["sample_rate"]
+    samples = np.random.default_rng(0).integers(-3000, 3000, rate).astype(np.int16)
+    waveform = samples.astype(np.float32) / 32768.0  # how the pipeline decodes int16 audio
+    input_config = pipeline.InputConfig.from_any(config.input)
+    ours = pipeline.spectrogram(waveform, input_config).numpy()[..., 0]
+    reference = python_speech_features.logfbank(
+        waveform.astype(np.float64) * audio["sample_scale"],
+        rate,
+        winlen=audio["window_length"] / rate,
+        winstep=audio["hop_length"] / rate,
+        nfilt=audio["num_mel_bins"],
+        nfft=audio["fft_length"],
+        preemph=audio["preemphasis"],
+    ).T
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
 
 
 def test_package_imports_without_torch():
