@@ -348,13 +348,12 @@ def run_audio_protocol(
 
     mesh = mesh or step_lib.make_mesh()
     validate_audio_config(config, model, num_devices=mesh.size, num_processes=jax.process_count())
+    # The model's own front end (an official checkpoint's audio tower reads only the official
+    # log-mel features, spec §7; features from another front end would score it wrongly).
     frontend = config.input.get("audio_frontend", "stica")
-    if frontend != "stica" and "audio_frontend" not in pipeline.InputConfig.__dataclass_fields__:
-        # An official checkpoint's audio tower reads only the official log-mel features (spec
-        # §7); features from another front end would score it wrongly, not fail.
+    if frontend not in pipeline.AUDIO_FRONTENDS:
         raise ConfigError(
-            f"input.audio_frontend={frontend!r}: this input pipeline has only the 'stica' front "
-            "end, and the model needs its own"
+            f"input.audio_frontend={frontend!r}; expected one of {list(pipeline.AUDIO_FRONTENDS)}"
         )
     dataset = open_dataset(config.dataset, data_dir)  # once; DatasetNotPreparedError says how
     folds = parse_folds(config.folds)
