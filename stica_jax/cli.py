@@ -46,7 +46,9 @@ def run(main: Callable[[list[str]], Any]) -> None:
 def command_name() -> str:
     """How the running command is invoked: `stica_jax.main` for `python -m stica_jax.main`."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec.name if spec is not None else os.path.basename(sys.argv[0])
+    if spec is None:
+        return os.path.basename(sys.argv[0])
+    return spec.name.removesuffix(".__main__")  # `python -m pkg` runs pkg.__main__
 
 
 def tpu_host() -> bool:

@@ -29,7 +29,7 @@ from clu import metric_writers
 from flax import nnx
 
 from data_pipeline.datasets import PreparedDataset
-from stica_jax import checkpointing, data, step as step_lib
+from stica_jax import checkpointing, data, loop, step as step_lib
 from stica_jax.crops import FAMILIES, CropConfig
 from stica_jax.errors import ConfigError, NonFiniteError
 from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
@@ -209,71 +209,33 @@ def num_train_examples(config: ml_collections.ConfigDict, train_data: PreparedDa
     return config.num_train_examples or train_data.num_examples(config.train_split)
 
 
-class ShardBatches:
-    """This host's rows of each global batch, read as `num_shards` fixed data shards.
-
-    Shard s yields rows `[s·B/S, (s+1)·B/S)` of every global batch, so the global batches (and
-    the per-sample randomness, keyed by the global index) do not depend on how many hosts
-    share the work: 2 hosts × 1 shard each read exactly what 1 host × 2 shards reads.
-    """
-
-    def __init__(self, shards: list):
-        self.shards = shards
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        parts = [next(s) for s in self.shards]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    @property
-    def skipped_records(self) -> int:
-        return sum(s.skipped_records for s in self.shards)
-
-
 def host_batches(
     config: ml_collections.ConfigDict, train_data: PreparedDataset, start_step: int
-) -> ShardBatches:
+) -> loop.ShardBatches:
     """Train batches of this host for `config.mode`; `config.input_shards` (0 = one per host)
     data shards."""
     from data_pipeline import pipeline
 
-    num_shards = config.get("input_shards", 0) or jax.process_count()
-    if num_shards % jax.process_count() or config.global_batch_size % num_shards:
-        raise ConfigError(
-            f"input_shards={num_shards} must be a multiple of the "
-            f"{jax.process_count()} hosts and divide global_batch_size"
-        )
-    per_host = num_shards // jax.process_count()
-    first = jax.process_index() * per_host
     make = (
         pipeline.make_supervised_dataset
         if config.mode == "supervised"
         else pipeline.make_pretrain_dataset
     )
-    return ShardBatches(
-        [
-            make(
-                config.input,
-                split=config.train_split,
-                dataset=train_data,
-                batch_size_per_host=config.global_batch_size // num_shards,
-                seed=config.seed,
-                process_index=shard,
-                process_count=num_shards,
-                start_step=start_step,
-            )
-            for shard in range(first, first + per_host)
-        ]
+    return loop.shard_batches(
+        make,
+        config.input,
+        split=config.train_split,
+        dataset=train_data,
+        global_batch_size=config.global_batch_size,
+        seed=config.seed,
+        start_step=start_step,
+        input_shards=config.get("input_shards", 0),
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
-
-
-def _format_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -389,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f"loss {scalars['loss']:.3f} [{terms}] {top1}"
                     f"lr {scalars['learning_rate']:.4f} "
                     f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
-                    f"| ETA {_format_seconds(eta)}",
+                    f"| ETA {loop.format_seconds(eta)}",
                     flush=True,
                 )
             last_log_time, last_log_step = time.time(), done

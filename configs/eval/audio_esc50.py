@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.protocol = "audio"
     # Exactly one of: a stica_jax pretraining workdir, a PyTorch checkpoint (with an optional key
     # prefix), or random init (the baseline).
-    config.init = ml_collections.ConfigDict(dict(workdir="", torch="", prefix="", random=False))
+    config.init = ml_collections.ConfigDict(
+        dict(workdir="", torch="", prefix="", random=False, step=-1)
+    )
     config.data_dir = ""  # TFDS data dir; "" = TFDS's default
     config.dataset = "stica_esc50"  # splits fold1..fold5 (data_pipeline/builders/esc50.py)
     config.folds = "1,2,3,4,5"  # "averaged across all official folds" (seed §7.1): 5 for ESC-50

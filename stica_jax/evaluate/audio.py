@@ -43,7 +43,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from stica_jax import step as step_lib
+from stica_jax import loop, step as step_lib
 from stica_jax.errors import ConfigError
 from stica_jax.evaluate import results as results_lib
 from stica_jax.evaluate.probe import extract
@@ -320,11 +320,6 @@ def finished_folds(workdir: str, folds: list[int]) -> dict[int, dict[str, float]
     return {f: local[f] or {"top1": float(v)} for f, v in zip(folds, top1s) if not np.isnan(v)}
 
 
-def _format_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def run_audio_protocol(
     config: Any,
     model: nnx.Module,
@@ -353,6 +348,13 @@ def run_audio_protocol(
 
     mesh = mesh or step_lib.make_mesh()
     validate_audio_config(config, model, num_devices=mesh.size, num_processes=jax.process_count())
+    # The model's own front end (an official checkpoint's audio tower reads only the official
+    # log-mel features, spec §7; features from another front end would score it wrongly).
+    frontend = config.input.get("audio_frontend", "stica")
+    if frontend not in pipeline.AUDIO_FRONTENDS:
+        raise ConfigError(
+            f"input.audio_frontend={frontend!r}; expected one of {list(pipeline.AUDIO_FRONTENDS)}"
+        )
     dataset = open_dataset(config.dataset, data_dir)  # once; DatasetNotPreparedError says how
     folds = parse_folds(config.folds)
     is_chief = jax.process_index() == 0
@@ -436,7 +438,7 @@ def run_audio_protocol(
             print(
                 f"fold {fold} ({computed}/{len(todo)} to run): top-1 {metrics['top1']:.1f}% on "
                 f"{len(test_y)} clips, trained on {len(train_y)} × {n_sub} sub-clips, "
-                f"final train loss {train_loss:.3f} | ETA {_format_seconds(eta)}",
+                f"final train loss {train_loss:.3f} | ETA {loop.format_seconds(eta)}",
                 flush=True,
             )
 

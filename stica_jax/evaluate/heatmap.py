@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import html
 import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,8 +39,10 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from data_pipeline.errors import UserError
 
-class HeatmapError(ValueError):
+
+class HeatmapError(UserError, ValueError):
     """A user error (a missing or unusable video, a model without both towers): one line."""
 
 
@@ -276,16 +277,17 @@ def write_heatmaps(
 
 
 def load_model(config: ml_collections.ConfigDict) -> tuple[nnx.Module, dict[str, Any]]:
-    """(the pretrained STiCA, its input settings) from `config.init.workdir`."""
-    from stica_jax import restore  # late: the trainer imports TensorFlow (clu)
+    """(the pretrained STiCA, its input settings) from `config.init.workdir`
+    (`stica_jax.evaluate.init`, the loader of every protocol)."""
+    from stica_jax.evaluate import init as init_lib
 
     workdir = config.init.workdir
     if not workdir:
         raise HeatmapError("give the pretrained model: --config.init.workdir=DIR")
     step = None if config.init.step < 0 else config.init.step
     try:
-        pretrain_config, model, _ = restore.restore_model(workdir, step)
-    except FileNotFoundError as error:
+        pretrain_config, model, _ = init_lib.restore_workdir(workdir, step)
+    except init_lib.InitError as error:
         raise HeatmapError(str(error)) from None
     if not hasattr(model, "embed_audio"):
         raise HeatmapError(
@@ -294,56 +296,60 @@ def load_model(config: ml_collections.ConfigDict) -> tuple[nnx.Module, dict[str,
     return model, pretrain_config.input.to_dict()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command (see the module docstring); a user error is one line on stderr, exit 2.
+def main(argv: Sequence[str]) -> None:
+    """The command (see the module docstring); a user error is one line on stderr with exit
+    status 2 (`stica_jax.cli`)."""
+    from absl import app
 
-    (A minimal local runner: the project's shared CLI runner can replace the try/except.)
-    """
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {list(argv[1:])}")
+    videos = [v for item in _FLAGS["video"].value for v in item.split(",") if v]
+    if not videos:
+        raise HeatmapError("give at least one --video=FILE.mp4")
+    out = _FLAGS["out"].value
+    if not out:
+        raise HeatmapError("give the output directory: --out=DIR")
+    config = _FLAGS["config"].value
+    missing = [v for v in videos if not os.path.isfile(v)]
+    if missing:
+        raise HeatmapError(f"video not found: {missing[0]}")
+    from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
+
+    model, input_config = load_model(config)
+    entries = write_heatmaps(
+        model,
+        input_config,
+        videos,
+        out,
+        short_side=config.short_side,
+        decode_short_side=config.decode_short_side,
+        alpha=config.alpha,
+    )
+    for entry in entries:
+        print(f"{os.path.join(out, entry['png'])}: {entry['video']}")
+    print(os.path.join(out, "index.html"))
+
+
+_FLAGS: dict[str, Any] = {}
+
+
+def define_flags() -> None:
+    """The command's flags, on absl's global FLAGS (only when run as a command: importing this
+    module defines nothing)."""
     from absl import flags
     from ml_collections import config_flags
 
-    argv = list(sys.argv if argv is None else argv)
-    flag_values = flags.FlagValues()
-    config_flag = config_flags.DEFINE_config_dict(
-        "config", default_config(), "Heatmap settings.", flag_values=flag_values, sys_argv=argv
+    _FLAGS["config"] = config_flags.DEFINE_config_dict(
+        "config", default_config(), "Heatmap settings."
     )
-    video_flag = flags.DEFINE_multi_string(
-        "video", [], "A video with sound (repeat, or a comma list).", flag_values=flag_values
+    _FLAGS["video"] = flags.DEFINE_multi_string(
+        "video", [], "A video with sound (repeat, or a comma list)."
     )
-    out_flag = flags.DEFINE_string("out", None, "Output directory.", flag_values=flag_values)
-    try:
-        rest = flag_values(argv)
-        if len(rest) > 1:
-            raise HeatmapError(f"unexpected arguments {rest[1:]}")
-        videos = [v for item in video_flag.value for v in item.split(",") if v]
-        if not videos:
-            raise HeatmapError("give at least one --video=FILE.mp4")
-        if not out_flag.value:
-            raise HeatmapError("give the output directory: --out=DIR")
-        config = config_flag.value
-        missing = [v for v in videos if not os.path.isfile(v)]
-        if missing:
-            raise HeatmapError(f"video not found: {missing[0]}")
-        from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
-
-        model, input_config = load_model(config)
-        entries = write_heatmaps(
-            model,
-            input_config,
-            videos,
-            out_flag.value,
-            short_side=config.short_side,
-            decode_short_side=config.decode_short_side,
-            alpha=config.alpha,
-        )
-    except (HeatmapError, flags.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for entry in entries:
-        print(f"{os.path.join(out_flag.value, entry['png'])}: {entry['video']}")
-    print(os.path.join(out_flag.value, "index.html"))
-    return 0
+    _FLAGS["out"] = flags.DEFINE_string("out", None, "Output directory.")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stica_jax import cli
+
+    define_flags()
+    cli.run(main)

@@ -8,12 +8,10 @@ best-test-epoch figure: it goes in its own column, labelled as test-set selectio
 headline top-1.
 """
 
-import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stica_jax.evaluate.results import ResultsError, read_results
+from stica_jax.evaluate.results import read_results
 
 # Top-1 (%) of the paper, K-400 pretraining, R(2+1)D-18 (spec §11; seed Tables 6 and 7).
 PAPER_TOP1 = {
@@ -106,31 +104,24 @@ def format_table(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines + notes)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2 (argparse prints the usage too)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+def main(argv: Sequence[str]) -> None:
+    """Print the table of the evaluation dirs `argv[1:]` (absl's argv: the program first).
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the table of the given evaluation dirs; a user error is one line, exit status 2.
-
-    (A minimal local runner: the project's shared CLI runner can replace the try/except.)
+    A dir without a readable results.json is a one-line error with exit status 2
+    (`stica_jax.cli`).
     """
-    parser = _Parser(
-        prog="python -m stica_jax.evaluate.report",
-        description="Markdown table of evaluation results beside the paper's numbers.",
-    )
-    parser.add_argument("eval_dirs", nargs="+", metavar="EVAL_DIR", help="holds results.json")
-    args = parser.parse_args(argv)
-    try:
-        runs = [read_results(d) for d in args.eval_dirs]
-    except ResultsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    from absl import app
+
+    eval_dirs = list(argv[1:])
+    if not eval_dirs:
+        raise app.UsageError(
+            "give one or more evaluation dirs: EVAL_DIR... (each holds results.json)"
+        )
+    runs = [read_results(d) for d in eval_dirs]
     print(format_table(runs))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stica_jax import cli
+
+    cli.run(main)

@@ -27,6 +27,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from data_pipeline.errors import UserError
+
 RESULTS_FILE = "results.json"
 FOLD_FILE = "result.json"
 PROTOCOLS = ("finetune", "linear", "audio")
@@ -35,7 +37,7 @@ INIT_KINDS = ("workdir", "torch", "random")
 TEST_SET_SELECTION_KEYS = ("best_epoch_top1", "best_epoch_top5", "best_epoch")
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A missing or malformed results file; the message is one line naming the file."""
 
 

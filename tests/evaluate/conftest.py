@@ -56,3 +56,21 @@ def esc50_dir(tmp_path_factory) -> str:
     data_dir = str(root / "data")
     prepare.prepare("esc50", manual_dir=str(root / "manual"), data_dir=data_dir, num_workers=1)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> str:
+    """A TFDS data dir holding the tiny AV-digits of the data_pipeline tests (40 train / 12 test
+    clips, 48² frames): a one-fold video dataset with 10 classes."""
+    from data_pipeline import av_digits
+    from tests.data_pipeline.conftest import TINY_DIGITS
+
+    data_dir = str(tmp_path_factory.mktemp("digits"))
+    av_digits.ensure_prepared(data_dir, TINY_DIGITS)
+    return data_dir
+
+
+def tiny_digits_name() -> str:
+    from tests.data_pipeline.conftest import TINY_DIGITS
+
+    return f"av_digits/{TINY_DIGITS.config_name()}"

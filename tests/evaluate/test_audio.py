@@ -242,3 +242,9 @@ def test_wrong_architecture_and_missing_dataset_are_one_clear_line(tmp_path):
             config, nnx.eval_shape(tiny_model), workdir=str(tmp_path), data_dir=str(tmp_path)
         )
     assert "\n" not in str(error.value)
+    config.input.audio_frontend = "mfcc"  # not a front end the pipeline has
+    with pytest.raises(ConfigError, match=r"input.audio_frontend='mfcc'; expected one of") as error:
+        audio.run_audio_protocol(
+            config, nnx.eval_shape(tiny_model), workdir=str(tmp_path), data_dir=str(tmp_path)
+        )
+    assert "\n" not in str(error.value)

@@ -154,7 +154,9 @@ def test_a_missing_video_is_one_line_and_exit_2(tmp_path):
         tmp_path=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: video not found: {tmp_path / 'missing.mp4'}"
+    assert result.stderr.strip() == (
+        f"stica_jax.evaluate.heatmap: error: video not found: {tmp_path / 'missing.mp4'}"
+    )
     result = run_cli(f"--out={tmp_path / 'out'}", tmp_path=tmp_path)
     assert result.returncode == 2 and "--video" in result.stderr
     assert result.stderr.strip().count("\n") == 0
@@ -168,6 +170,10 @@ def test_a_video_without_sound_or_workdir_is_one_line(tmp_path):
         heatmap.decode_video(silent, demo_input())
     config = heatmap.default_config()
     config.init.workdir = str(tmp_path / "nowork")
+    with pytest.raises(heatmap.HeatmapError, match="nowork is not a directory") as error:
+        heatmap.load_model(config)
+    assert "\n" not in str(error.value)
+    config.init.workdir = str(tmp_path)  # a directory, but no run's
     with pytest.raises(heatmap.HeatmapError, match="config.json not found") as error:
         heatmap.load_model(config)
     assert "\n" not in str(error.value)

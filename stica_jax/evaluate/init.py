@@ -1,0 +1,292 @@
+"""Where an evaluated model comes from: a pretraining workdir, a PyTorch file, or random init.
+
+Every protocol (fine-tuning, linear probe, audio classification) and the heatmaps start from
+`load_pretrained(config)`, which reads `config.init`:
+
+    config.init.workdir = "/ckpt/run1"   # a stica_jax workdir (config.json + orbax checkpoints)
+    config.init.step = -1                # its checkpoint: -1 = the latest
+    config.init.torch = "FILE_OR_DIR"    # a PyTorch state dict, or an export of ours
+    config.init.prefix = ""              # keep only the file's keys under this prefix
+    config.init.random = True            # the random-init baseline (config.model, config.seed)
+
+Exactly one of `workdir`, `torch` and `random` must be given.
+
+What `init.torch` may hold, told apart by its keys:
+- **an export of ours** (`python -m stica_jax.export.torch`): its directory, with
+  `manifest.json`. The architecture comes from the manifest's config, like a workdir's.
+- **an official GDT / STiCA checkpoint** (facebookresearch/GDT, e.g. `gdt_K400.pth`): the
+  state dict of the whole pretraining model, wrapped in `{"state_dict" | "model": ...}`, keys
+  `module.video_network.base.*` and `module.audio_network.base.*`. In the official `model.py`,
+  `video_network.base` is `src/vmz.py`'s `r2plus1d_18`: torchvision's key layout, its `fc`
+  replaced by `Identity` (no `fc` keys). `audio_network.base` is `src/resnet.py`'s `resnet9`,
+  torchvision's `ResNet(BasicBlock, [1, 1, 1, 1])` with a 1-channel `conv1`, whose unused
+  1000-way `fc` is still in the state dict (dropped here). Both towers are loaded. The audio
+  tower was trained on the official log-mel features (spec §7), so `input.audio_frontend`
+  becomes "official".
+- **a torchvision `r2plus1d_18` state dict** (torchvision's Kinetics-400 `.pth`, or an
+  export's `r2plus1d_18.safetensors`): the video tower only; its `fc` is dropped.
+- **a torchvision ResNet-9 audio state dict** (an export's `resnet9_audio.safetensors`): the
+  audio tower only.
+With a file, the architecture is `config.model` (it must be the full-size torchvision one) and
+the towers the file lacks keep their random init; a protocol that needs a tower the file did
+not provide stops with a one-line error.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import ml_collections
+from flax import nnx
+
+from stica_jax.errors import ConfigError
+
+# The key prefixes of an official GDT / STiCA checkpoint (after DDP's `module.`, which
+# `weight_files.read_state_dict` drops): facebookresearch/GDT model.py.
+OFFICIAL_VIDEO_PREFIX = "video_network.base."
+OFFICIAL_AUDIO_PREFIX = "audio_network.base."
+OFFICIAL_AUDIO_FRONTEND = "official"  # spec §7: the official log-mel features
+
+
+class InitError(ConfigError):
+    """The model to evaluate cannot be loaded: a missing workdir or file, or weights of another
+    architecture. One line that names the source."""
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """A model to evaluate and where it came from.
+
+    Attributes:
+      model: a `STiCA` (or the `VideoClassifier` of a supervised workdir), in eval mode, built
+        without a mesh axis.
+      config: the evaluation config with `model` (and `input`, when asked) taken from the source.
+      info: the `init` entry of results.json: {"kind", "source", "step"}.
+      towers: the towers whose weights came from the source ("video", "audio"); random init:
+        empty.
+      source_format: "workdir", "export", "official", "torchvision" or "random".
+    """
+
+    model: nnx.Module
+    config: ml_collections.ConfigDict
+    info: dict[str, Any]
+    towers: frozenset[str]
+    source_format: str
+
+    def require(self, tower: str, protocol: str) -> None:
+        """`InitError` unless `tower` came from the source (random init passes)."""
+        if self.source_format != "random" and tower not in self.towers:
+            raise InitError(
+                f"the {protocol} protocol evaluates the {tower} tower, but {self.info['source']} "
+                f"holds no {tower} weights (it has: {', '.join(sorted(self.towers)) or 'none'})"
+            )
+
+
+def init_kind(init: Any) -> str:
+    """ "workdir", "torch" or "random": the one source `init` names, or a one-line `ConfigError`."""
+    given = [
+        name
+        for name, value in (
+            ("workdir", init.get("workdir", "")),
+            ("torch", init.get("torch", "")),
+            ("random", init.get("random", False)),
+        )
+        if value
+    ]
+    if len(given) != 1:
+        problem = "none was given" if not given else f"got {' and '.join(given)}"
+        raise ConfigError(
+            "give exactly one model to evaluate: --config.init.workdir=PRETRAIN_DIR, "
+            f"--config.init.torch=FILE or --config.init.random=True ({problem})"
+        )
+    return given[0]
+
+
+def _step(init: Any) -> int | None:
+    step = init.get("step", -1)
+    return None if step is None or step < 0 else int(step)
+
+
+def _replace(config: ml_collections.ConfigDict, name: str, value: Any) -> None:
+    """`config[name] = value` (a ConfigDict section), even on a locked config."""
+    value = value if isinstance(value, ml_collections.ConfigDict) else _config(value)
+    with config.unlocked():
+        config[name] = value
+
+
+def _config(tree: dict[str, Any]) -> ml_collections.ConfigDict:
+    def tuples(t):
+        if isinstance(t, dict):
+            return {k: tuples(v) for k, v in t.items()}
+        return tuple(tuples(v) for v in t) if isinstance(t, list) else t
+
+    return ml_collections.ConfigDict(tuples(tree))
+
+
+def _set_audio_frontend(config: ml_collections.ConfigDict, frontend: str) -> None:
+    with config.input.unlocked():
+        config.input.audio_frontend = frontend
+
+
+def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
+    """The STiCA of `config.model`, randomly initialised from `config.seed`, without crops
+    (evaluation never crops), in eval mode."""
+    from stica_jax.models import build_model as build_stica
+
+    model = build_stica(config.model, None, rngs=nnx.Rngs(config.get("seed", 0)))
+    model.eval()
+    return model
+
+
+def restore_workdir(workdir: str, step: int | None = None):
+    """`restore.restore_model(workdir, step)` with one-line errors: (config, model, step)."""
+    from stica_jax import restore  # late: the trainer imports TensorFlow (clu)
+
+    if not os.path.isdir(workdir):
+        raise InitError(f"init.workdir {workdir} is not a directory")
+    try:
+        return restore.restore_model(workdir, step)
+    except FileNotFoundError as error:
+        raise InitError(f"init.workdir: {error}") from None
+    except (KeyError, ValueError) as error:
+        # Orbax raises these for a step that is not there or a tree that does not match.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InitError(f"init.workdir {workdir}: cannot restore step {step}: {first}") from None
+
+
+def load_pretrained(
+    config: ml_collections.ConfigDict, *, input_from_source: bool = False
+) -> Pretrained:
+    """The model `config.init` names, and `config` with the source's architecture.
+
+    Args:
+      config: an evaluation config (`init`, `model`, `input`, `seed`); not modified.
+      input_from_source: also take `input` from a workdir or export (the audio protocol: the
+        features must come from the front end the model was trained with, spec §7). Video
+        protocols keep their own input (clip length, crop size, augmentation).
+
+    Raises:
+      ConfigError: no or several sources given.
+      InitError: a missing workdir, checkpoint or file; weights that do not fit the
+        architecture (one line each).
+    """
+    config = ml_collections.ConfigDict(config.to_dict())  # an unlocked copy
+    kind = init_kind(config.init)
+    init = config.init
+    if kind == "random":
+        model = build_model(config)
+        info = {"kind": "random", "source": "", "step": None}
+        return Pretrained(model, config, info, frozenset(), "random")
+    if kind == "workdir":
+        source_config, model, step = restore_workdir(init.workdir, _step(init))
+        _replace(config, "model", source_config.model)
+        if input_from_source:
+            _replace(config, "input", source_config.input)
+        towers = {"video"} | ({"audio"} if hasattr(model, "audio_map") else set())
+        info = {"kind": "workdir", "source": init.workdir, "step": step}
+        return Pretrained(model, config, info, frozenset(towers), "workdir")
+    return _load_torch(config, input_from_source)
+
+
+def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> Pretrained:
+    from stica_jax.export import from_torch, torch_names, weight_files
+
+    path, prefix = config.init.torch, config.init.get("prefix", "")
+    prefix = prefix.removeprefix("module.")  # read_state_dict drops DDP's "module." first
+    if not os.path.exists(path):
+        raise InitError(f"init.torch: no such file or directory: {path}")
+    info = {"kind": "torch", "source": path, "step": None}
+    try:
+        if os.path.isdir(path):
+            return _load_export(config, path, info, input_from_source)
+        keys = set(weight_files.read_state_dict(path))
+        official = any(k.startswith((OFFICIAL_VIDEO_PREFIX, OFFICIAL_AUDIO_PREFIX)) for k in keys)
+        if prefix:
+            inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
+            if not inner:
+                raise InitError(
+                    f"init.torch {path}: no key starts with prefix {prefix!r}; keys look like "
+                    f"{sorted(keys)[:3]}"
+                )
+            parts = {tower: prefix + p for tower, p in _towers_of(inner).items()}
+        elif official:
+            parts = {
+                tower: p
+                for tower, p in (("video", OFFICIAL_VIDEO_PREFIX), ("audio", OFFICIAL_AUDIO_PREFIX))
+                if any(k.startswith(p) for k in keys)
+            }
+        else:
+            parts = _towers_of(keys)
+        if not parts:
+            raise InitError(
+                f"init.torch {path}: neither an r2plus1d_18 nor a ResNet-9 audio state dict, nor "
+                f"an official GDT/STiCA checkpoint (keys look like {sorted(keys)[:3]}); give "
+                "--config.init.prefix=... to select a backbone inside a larger checkpoint"
+            )
+        model = build_model(config)
+        for tower, tower_prefix in parts.items():
+            load = (
+                from_torch.load_torchvision_r2plus1d18
+                if tower == "video"
+                else from_torch.load_torchvision_audio_resnet9
+            )
+            load(path, model, prefix=tower_prefix)
+    except torch_names.UnsupportedArchitectureError as error:
+        raise InitError(f"init.torch {path} cannot load into config.model: {error}") from None
+    except (weight_files.StateDictMismatchError, weight_files.WeightFileError) as error:
+        raise InitError(_first_lines(f"init.torch: {error}")) from None
+    model.eval()
+    if official:
+        _set_audio_frontend(config, OFFICIAL_AUDIO_FRONTEND)
+    fmt = "official" if official else "torchvision"
+    return Pretrained(model, config, info, frozenset(parts), fmt)
+
+
+def _towers_of(keys: set[str]) -> dict[str, str]:
+    """{tower: ""} of a torchvision-layout state dict: r2plus1d_18 has a (2+1)D `stem`,
+    ResNet-9 a 2-D `conv1`."""
+    if "stem.0.weight" in keys:
+        return {"video": ""}
+    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
+        return {"audio": ""}
+    return {}
+
+
+def _load_export(
+    config: ml_collections.ConfigDict, path: str, info: dict[str, Any], input_from_source: bool
+) -> Pretrained:
+    """An export directory of ours: the architecture (and input) from its manifest's config."""
+    from stica_jax.export import from_torch, torch_names
+
+    manifest_path = os.path.join(path, torch_names.MANIFEST_FILE)
+    if not os.path.isfile(manifest_path):
+        raise InitError(
+            f"init.torch {path} is a directory without {torch_names.MANIFEST_FILE}: give a "
+            "state-dict file, or an export directory of python -m stica_jax.export.torch"
+        )
+    with open(manifest_path) as file:
+        manifest = json.load(file)
+    source_config = manifest.get("config") or {}
+    if "model" in source_config:
+        _replace(config, "model", source_config["model"])
+    if input_from_source and "input" in source_config:
+        _replace(config, "input", source_config["input"])
+    info["step"] = manifest.get("step")
+    if source_config.get("mode") == "supervised":
+        raise InitError(
+            f"init.torch {path} is the export of a supervised classifier; evaluate its "
+            "workdir with --config.init.workdir, or give its r2plus1d_18.safetensors file"
+        )
+    model = build_model(config)
+    from_torch.import_model(path, model)
+    model.eval()
+    return Pretrained(model, config, info, frozenset({"video", "audio"}), "export")
+
+
+def _first_lines(message: str, limit: int = 4) -> str:
+    """The head of a multi-line mismatch report, as one line (the full list can be hundreds of
+    keys)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    head = " ".join(lines[:limit])
+    return head + (f" ... ({len(lines) - limit} more lines)" if len(lines) > limit else "")

@@ -1,0 +1,114 @@
+"""`python -m stica_jax.evaluate` as a newcomer runs it: an empty working directory and home."""
+
+import json
+import os
+import pathlib
+
+import pytest
+
+from tests.command_line import ROOT, run_fresh, stderr_lines
+from tests.evaluate.conftest import tiny_digits_name
+from tests.evaluate.test_heatmap import tiny_workdir
+
+
+def test_no_model_and_a_missing_workdir_are_one_line_with_exit_2(tmp_path):
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir(), home.mkdir()
+    config = os.path.join(ROOT, "configs/eval/finetune_hmdb51.py")
+    result = run_fresh(
+        ["-m", "stica_jax.evaluate", f"--config={config}", f"--workdir={tmp_path / 'eval'}"],
+        home=str(home),
+        cwd=str(cwd),
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert stderr_lines(result) == [
+        "stica_jax.evaluate: error: give exactly one model to evaluate: "
+        "--config.init.workdir=PRETRAIN_DIR, --config.init.torch=FILE or "
+        "--config.init.random=True (none was given)"
+    ]
+    result = run_fresh(
+        [
+            "-m",
+            "stica_jax.evaluate",
+            f"--config={config}",
+            f"--config.init.workdir={tmp_path / 'nowhere'}",
+            f"--workdir={tmp_path / 'eval'}",
+        ],
+        home=str(home),
+        cwd=str(cwd),
+    )
+    assert result.returncode == 2 and len(stderr_lines(result)) == 1
+    assert "init.workdir" in result.stderr and "is not a directory" in result.stderr
+    assert not list(cwd.iterdir())  # nothing written where it ran
+
+
+def test_a_missing_init_file_and_weights_of_another_architecture_are_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir(), home.mkdir()
+    # The tiny test network under a file of torchvision r2plus1d_18 keys (only its stem: the
+    # architecture check comes before any weight is read), and a ResNet-50 image model's keys.
+    r2plus1d = str(tmp_path / "r2plus1d_18.pth")
+    torch.save({"stem.0.weight": torch.zeros(45, 3, 1, 7, 7)}, r2plus1d)
+    resnet50 = str(tmp_path / "resnet50.pth")
+    torch.save(
+        {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 4)}, resnet50
+    )
+    config = os.path.join(ROOT, "tests/tiny_eval_config.py")
+    expected = {
+        str(tmp_path / "missing.pth"): "init.torch: no such file or directory: ",
+        r2plus1d: "cannot load into config.model: the video backbone (widths (8, 8, 16, 16)",
+        resnet50: "neither an r2plus1d_18 nor a ResNet-9 audio state dict",
+    }
+    for path, message in expected.items():
+        result = run_fresh(
+            [
+                "-m",
+                "stica_jax.evaluate",
+                f"--config={config}",
+                f"--config.init.torch={path}",
+                f"--workdir={tmp_path / 'eval'}",
+            ],
+            home=str(home),
+            cwd=str(cwd),
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert len(stderr_lines(result)) == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("stica_jax.evaluate: error: ") and message in result.stderr
+    assert not list(cwd.iterdir())
+
+
+@pytest.mark.slow
+def test_a_linear_probe_runs_from_a_workdir_and_a_missing_dataset_is_one_line(digits_dir, tmp_path):
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir(), home.mkdir()
+    workdir = tiny_workdir(pathlib.Path(tmp_path) / "pre")
+    config = os.path.join(ROOT, "tests/tiny_eval_config.py")
+    common = ["-m", "stica_jax.evaluate", f"--config={config}", f"--config.init.workdir={workdir}"]
+    result = run_fresh(
+        common
+        + [
+            "--config.protocol=linear",
+            f"--config.data_dir={digits_dir}",
+            f"--config.dataset={tiny_digits_name()}",
+            f"--workdir={tmp_path / 'eval'}",
+        ],
+        home=str(home),
+        cwd=str(cwd),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    assert results["protocol"] == "linear" and list(results["folds"]) == ["1"]
+    assert results["init"] == {"kind": "workdir", "source": workdir, "step": 3}
+    assert result.stdout.strip().splitlines()[-1].startswith("linear av_digits: top1 ")
+    assert "ETA" in result.stdout  # the progress line
+    assert not list(cwd.iterdir())
+    # The same command against a dataset nobody prepared (the default data dir of an empty home).
+    result = run_fresh(
+        common + ["--config.dataset=stica_hmdb51", f"--workdir={tmp_path / 'eval2'}"],
+        home=str(home),
+        cwd=str(cwd),
+    )
+    assert result.returncode == 2 and len(stderr_lines(result)) == 1, result.stderr[-2000:]
+    assert "'stica_hmdb51/fold1' is not prepared" in result.stderr
+    assert "python -m data_pipeline.prepare hmdb51" in result.stderr
