@@ -40,6 +40,8 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from data_pipeline import atomic_file
+
 
 class HeatmapError(ValueError):
     """A user error (a missing or unusable video, a model without both towers): one line."""
@@ -221,8 +223,7 @@ scaled per clip).</p>
 </main></body></html>
 """
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w") as file:
-        file.write(page)
+    atomic_file.write_text(path, page)
     return path
 
 
