@@ -66,6 +66,7 @@ def quiet_console() -> None:
     logging.set_verbosity(logging.WARNING)
     console.quiet_tensorflow()
     logging.get_absl_handler().addFilter(_not_from_orbax)
+    logging.get_absl_handler().addFilter(_not_an_orbax_task_left_unread)
     sys.unraisablehook = _hiding_closed_event_loops(sys.unraisablehook)
 
 
@@ -74,6 +75,20 @@ def _not_from_orbax(record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.CRITICAL or f"{os.sep}orbax{os.sep}" not in (
         record.pathname or ""
     )
+
+
+def _not_an_orbax_task_left_unread(record: std_logging.LogRecord) -> bool:
+    """asyncio's "Task exception was never retrieved" for a task of orbax's, dropped: after a
+    failed restore orbax leaves its other reads' failures unread, each one logged with its
+    traceback when garbage-collected (the failure itself is reported in one line)."""
+    if record.name != "asyncio" or not record.exc_info or not record.exc_info[2]:
+        return True
+    traceback = record.exc_info[2]
+    while traceback is not None:
+        if f"{os.sep}orbax{os.sep}" in traceback.tb_frame.f_code.co_filename:
+            return False
+        traceback = traceback.tb_next
+    return True
 
 
 def _hiding_closed_event_loops(unraisablehook):

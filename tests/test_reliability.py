@@ -18,22 +18,29 @@ import socket
 import subprocess
 import sys
 
+import filelock
 import numpy as np
 import pytest
 
 from tests.command_line import ROOT, run_fresh, stderr_lines
 
 CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
-# One worker builds the trained workdir and runs every test that copies it (setup.cfg: loadgroup).
-pytestmark = pytest.mark.xdist_group("reliability")
 
 
 @pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
+def shared_dir(tmp_path_factory, worker_id):
+    """A directory of this test session shared by its xdist workers (one each without xdist)."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("shared")
+    return tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+
+
+@pytest.fixture(scope="session")
+def compile_cache(shared_dir):
     """Environment of the runs: CPU, and a compilation cache shared by all of them."""
     return {
         "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
+        "JAX_COMPILATION_CACHE_DIR": str(shared_dir / "jax_cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
     }
@@ -63,12 +70,20 @@ def _main(tmp_path, env, workdir, data_dir, *flags, preexec_fn=None, timeout=600
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, compile_cache):
-    """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12)."""
-    base = tmp_path_factory.mktemp("trained")
+def trained(shared_dir, compile_cache):
+    """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12).
+
+    Made once per session: the first xdist worker to need it trains, the other waits for it.
+    """
+    base = shared_dir / "trained"
     data_dir, workdir = base / "data", base / "work"
-    result = _main(base, compile_cache, workdir, data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    with filelock.FileLock(str(shared_dir / "trained.lock")):
+        if not (base / "done").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            result = _main(base, compile_cache, workdir, data_dir)
+            assert result.returncode == 0, result.stderr[-3000:]
+            (base / "done").write_text("")
     assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
     return str(data_dir), workdir
 
