@@ -42,6 +42,7 @@ from data_pipeline.audio_features import (
 )
 from data_pipeline.augment import AugmentConfig, augment_clip, normalize
 from data_pipeline.datasets import PreparedDataset, load_builder  # load_builder: also public here
+from data_pipeline.errors import UserError
 from data_pipeline.tensorflow_cpu import tf
 
 
@@ -408,6 +409,15 @@ def audio_eval_example(
 # Batches.
 
 
+# A training batch without one valid row takes its rows from the next batch that has one; this
+# many batches in a row without any means the data is broken, not unlucky.
+MAX_BATCHES_WITHOUT_A_VALID_ROW = 10
+
+
+class CorruptDataError(UserError):
+    """No valid record within `MAX_BATCHES_WITHOUT_A_VALID_ROW` batches of a training stream."""
+
+
 class HostBatches(Iterator[dict[str, np.ndarray]]):
     """Per-host NumPy batches; counts the corrupt records it met.
 
@@ -415,7 +425,9 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
     always holds stream elements `[k * B, (k + 1) * B)` and resuming at a step stays exact. In a
     training batch the row of a corrupt record is replaced by a copy of a valid row of the same
     batch (of the next batch holding one if none is valid); in an evaluation batch it is masked
-    out (mask False, index -1).
+    out (mask False, index -1). The look-ahead for a valid row is bounded
+    (`MAX_BATCHES_WITHOUT_A_VALID_ROW`): data that is corrupt throughout raises
+    `CorruptDataError` instead of reading (and holding) the stream forever.
 
     Attributes:
       skipped_records: corrupt records (failed to parse or decode) met in the batches given so far.
@@ -433,8 +445,10 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
         start_step: int,
         records_per_epoch: int,
         num_batches: int | None = None,
+        name: str = "the dataset",
     ):
         self._iterator = dataset.as_numpy_iterator()
+        self._name = name
         self._batch_size = batch_size_per_host
         self._process_index = process_index
         self._process_count = process_count
@@ -468,6 +482,16 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
         donor_batch, donor_valid, ahead = batch, valid, 0
         while not donor_valid.any():
             if ahead == len(self._lookahead):
+                if ahead + 1 >= MAX_BATCHES_WITHOUT_A_VALID_ROW:
+                    failed = self.skipped_records + sum(
+                        int(np.sum(~b["_valid"])) for b in self._lookahead
+                    )
+                    raise CorruptDataError(
+                        f"{self._name}: no readable record in {ahead + 1} consecutive batches "
+                        f"of {self._batch_size} ({failed} records failed to parse or decode, "
+                        f"from step {self._step} on); the prepared data is corrupt: prepare "
+                        "it again"
+                    )
                 self._lookahead.append(next(self._iterator))
             donor_batch = self._lookahead[ahead]
             donor_valid = donor_batch["_valid"]
@@ -598,6 +622,7 @@ def _training_batches(
         process_count=process_count,
         start_step=start_step,
         records_per_epoch=records.num_records,
+        name=f"dataset {config.dataset!r} ({split})",
     )
 
 

@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import sys
 
-from data_pipeline import console, decode_cache
+from data_pipeline import atomic_file, console, decode_cache
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError, exit_with_error, one_line
 
@@ -129,12 +129,11 @@ def _write_skip_report(builder, splits, report: PreparationReport) -> None:
 
     rows = skipped_items(builder, splits)
     path = os.path.join(os.fspath(builder.data_dir), "skipped_files.tsv")
-    with open(path, "w") as file:
-        file.write("split\tfile\treason\tdetail\n")
-        for split, key, reason, detail in rows:
-            file.write(
-                f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n"
-            )
+    lines = ["split\tfile\treason\tdetail\n"] + [
+        f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n"
+        for split, key, reason, detail in rows
+    ]
+    atomic_file.write_text(path, "".join(lines))
     report.report_files.append(path)
     report.skipped.update(reason for _, _, reason, _ in rows)
 

@@ -10,9 +10,16 @@ resume at j the reader skips whole epochs and groups by arithmetic and at most o
 records by reading.
 
 TFDS already shuffled the examples when it wrote the files, so consecutive records are unrelated.
+
+A chunk always yields `take` elements. A corrupt or truncated file (a CRC or framing error of
+TFRecord) cannot be read past the damage, so the rest of the chunk from the bad record on is
+replaced by `LOST_RECORD` placeholders, reported in one line naming the file; they fail to
+parse downstream, where they are counted and replaced like any corrupt record. Every element
+keeps its position, so resuming at a step still reads the same batches.
 """
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,19 +83,62 @@ def epoch_groups(
     return [chunks[start : start + group_size] for start in range(0, len(chunks), group_size)]
 
 
+# The slot of a record that could not be read: an empty string, which is no serialized example.
+LOST_RECORD = b""
+
+
+def read_chunk(
+    filenames: tf.Tensor, file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor
+) -> tf.data.Dataset:
+    """Records `[skip, skip + take)` of `filenames[file_index]`: always `take` elements.
+
+    TFRecord's reader gives up on a file at its first CRC or framing error (`DataLossError`);
+    the records of the chunk from there on become `LOST_RECORD`, and one line on stderr names
+    the file, the first lost record and how many of the chunk were lost.
+    """
+    filename = tf.gather(filenames, file_index)
+    read = (
+        tf.data.TFRecordDataset(filename, buffer_size=1 << 20)
+        .skip(skip)
+        .take(take)
+        # The reader moves past a file after a DataLossError, so this ends the chunk's reading.
+        .ignore_errors()
+        .map(lambda record: (record, tf.constant(True)))
+    )
+    lost = tf.data.Dataset.from_tensors((tf.constant(LOST_RECORD), tf.constant(False))).repeat()
+
+    def report_first_lost(previous_read, element):
+        index, (record, was_read) = element
+        first_lost = tf.logical_and(previous_read, tf.logical_not(was_read))
+
+        def report():
+            printed = tf.print(
+                "data loss:",
+                filename,
+                "is unreadable (corrupt or truncated TFRecord) from record",
+                skip + index,
+                "on; skipping",
+                take - index,
+                "records of it",
+                output_stream=sys.stderr,
+            )
+            with tf.control_dependencies([printed]):
+                return tf.identity(record)
+
+        return was_read, tf.cond(first_lost, report, lambda: record)
+
+    return read.concatenate(lost).take(take).enumerate().scan(tf.constant(True), report_first_lost)
+
+
 def _read_chunks(filenames: tf.Tensor, group_size: int, deterministic: bool = True):
     """Maps a group (file_index, skip, take `[G]` each) to its records, interleaved round-robin."""
 
-    def read_chunk(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
-        return (
-            tf.data.TFRecordDataset(tf.gather(filenames, file_index), buffer_size=1 << 20)
-            .skip(skip)
-            .take(take)
-        )
+    def read_one_chunk(file_index, skip, take) -> tf.data.Dataset:
+        return read_chunk(filenames, file_index, skip, take)
 
     def read_group(file_index: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((file_index, skip, take)).interleave(
-            read_chunk,
+            read_one_chunk,
             cycle_length=group_size,
             block_length=1,
             num_parallel_calls=group_size,
@@ -170,5 +220,5 @@ def single_pass_records(records: HostRecords, *, group_size: int) -> tf.data.Dat
     return dataset.flat_map(
         lambda file_index, skip, take: tf.data.Dataset.from_tensor_slices(
             (file_index, skip, take)
-        ).flat_map(lambda f, s, t: tf.data.TFRecordDataset(tf.gather(filenames, f)).skip(s).take(t))
+        ).flat_map(lambda f, s, t: read_chunk(filenames, f, s, t))
     )

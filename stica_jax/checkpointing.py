@@ -4,17 +4,48 @@ A workdir holds `config.json` (the run's config) and `checkpoints/<step>/` (orba
 position needs no extra record: the pipeline resumes exactly at a step (`start_step`), and all
 randomness is a function of the step / global sample index. Rebuilding a trained model from a
 workdir needs the trainer too, so it lives a step above, in `stica_jax.restore`.
+
+Damage is survived, never hidden:
+- `restore_newest` tries the checkpoints newest first; one that fails to restore while an older
+  one restores is moved aside (`checkpoints/12` → `checkpoints/12.corrupt`, never deleted) and
+  reported in one line. When none restores, nothing is moved and `CheckpointError` says why: a
+  run never silently starts over beside checkpoints it could not read.
+- `config_changes` compares a restart's config with the saved one (the workdir's contract).
+- `config.json` is written atomically.
 """
 
 import json
+import os
+import re
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
+from data_pipeline import atomic_file
+from stica_jax import distributed
+from stica_jax.errors import CheckpointError, WorkdirError
+
 CONFIG_FILE = "config.json"
+CORRUPT_SUFFIX = ".corrupt"
+# The fields that define what a workdir's checkpoints are: the network and its objective, and
+# which batches each step reads (batch, seed, data, split, data shards). A restart may change
+# anything else (epochs, learning rate, logging, evaluation).
+CONTRACT_FIELDS = (
+    "mode",
+    "model",
+    "supervised",
+    "crops",
+    "input",
+    "av_digits",
+    "seed",
+    "global_batch_size",
+    "train_split",
+    "input_shards",
+)
 
 
 def make_manager(
@@ -35,12 +66,60 @@ def make_manager(
     return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options)
 
 
+class Saver:
+    """Saves of the train state through `manager`, whose failures stop the run in one line.
+
+    Orbax writes asynchronously: a save that fails (a full disk, a lost mount) raises in a
+    background thread, and surfaces at a later save or wait. `check()`, called every step,
+    raises it as soon as it is known as a `CheckpointError` naming the failed step, the OS
+    error and the last good checkpoint.
+    """
+
+    def __init__(self, manager: ocp.CheckpointManager):
+        self.manager = manager
+        self._saving: int | None = None  # the step of the last save started
+
+    def save(self, step: int, state: Any) -> None:
+        self.check()
+        self._saving = step
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except Exception as error:
+            raise self._failed(error) from error
+
+    def check(self) -> None:
+        """Raise `CheckpointError` if a save started earlier has failed."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as error:
+            raise self._failed(error) from error
+
+    def wait(self) -> None:
+        """Wait for the save in flight; raise `CheckpointError` if it failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:
+            raise self._failed(error) from error
+
+    def _failed(self, error: Exception) -> CheckpointError:
+        reason = first_error(error)
+        code = re.search(r"os_error_code='?(\d+)", reason)
+        if code:  # TensorStore wraps the OS error of a write; lead with it
+            reason = f"[Errno {code.group(1)}] {os.strerror(int(code.group(1)))} ({reason})"
+        good = [s for s in self.manager.all_steps() if self._saving is None or s < self._saving]
+        last = f"step {max(good)}" if good else "none"
+        return CheckpointError(
+            f"saving the checkpoint of step {self._saving} in {self.manager.directory} failed: "
+            f"{reason}; the run stops here. The last good checkpoint: {last}"
+        )
+
+
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Write the run's config next to its checkpoints (process 0 only)."""
+    """Write the run's config next to its checkpoints, atomically (process 0 only)."""
     if jax.process_index() == 0:
-        path = epath.Path(workdir)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+        atomic_file.write_text(
+            os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2) + "\n"
+        )
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -59,9 +138,189 @@ def _lists_to_tuples(tree: Any) -> Any:
     return tree
 
 
+def check_saved_config(
+    workdir: str, config: ml_collections.ConfigDict, *, allow_changes: bool = False
+) -> None:
+    """Refuse to go on in `workdir` with a config that changes its contract (`CONTRACT_FIELDS`).
+
+    Called before anything is written. A workdir without `config.json` is new. With
+    `allow_changes` the changes are logged as a warning instead.
+
+    Raises:
+      WorkdirError: one line: the changed fields, old → new, and the ways out.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    try:
+        saved = load_config(workdir)
+    except ValueError as error:
+        raise WorkdirError(f"{path} is not a readable config ({error})") from None
+    changes = config_changes(saved, config)
+    if not changes:
+        return
+    if allow_changes:
+        logging.warning("%s: going on with a changed config: %s", workdir, "; ".join(changes))
+        return
+    raise WorkdirError(
+        f"{workdir} holds a run of another config: {'; '.join(changes)}. Restart with its "
+        f"config ({path}), use another --workdir, or pass --config_change=allow to go on with "
+        "the new values"
+    )
+
+
+def config_changes(
+    saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> list[str]:
+    """`"field: saved → new"` for each `CONTRACT_FIELDS` value `config` changes from `saved`.
+
+    Values are compared as `config.json` holds them (JSON, lists as tuples); a field present on
+    one side only counts as a change.
+    """
+    before, after = _flat(_as_saved(saved)), _flat(_as_saved(config))
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key.split(".")[0] not in CONTRACT_FIELDS or before.get(key) == after.get(key):
+            continue
+        old = repr(before[key]) if key in before else "(absent)"
+        new = repr(after[key]) if key in after else "(absent)"
+        changes.append(f"{key}: {old} → {new}")
+    return changes
+
+
+def _as_saved(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return _lists_to_tuples(json.loads(config.to_json_best_effort()))
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None):
-    """The saved state at `step` (default latest) shaped and sharded like `abstract_state`."""
-    step = manager.latest_step() if step is None else step
+    """(state, step): the saved state at `step`, or with `step` None the newest that restores
+    (`restore_newest`), shaped and sharded like `abstract_state`.
+
+    Raises:
+      CheckpointError: no checkpoint at all, or none that restores (or not `step`).
+    """
     if step is None:
-        raise FileNotFoundError(f"no checkpoint in {manager.directory}")
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+        restored = restore_newest(manager, abstract_state)
+        if restored is None:
+            raise CheckpointError(f"no checkpoint in {manager.directory}")
+        return restored
+    if step not in manager.all_steps():
+        raise CheckpointError(
+            f"no checkpoint of step {step} in {manager.directory} "
+            f"(steps: {', '.join(map(str, sorted(manager.all_steps()))) or 'none'})"
+        )
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+    except Exception as error:
+        raise CheckpointError(
+            f"the checkpoint of step {step} in {manager.directory} cannot be restored: "
+            f"{first_error(error)}"
+        ) from error
+
+
+def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, int] | None:
+    """(state, step) of the newest checkpoint that restores; None when there is no checkpoint.
+
+    Each newer checkpoint that failed is then moved aside to `<step>.corrupt` (process 0) and
+    reported in one warning line naming its step and first error. On multi-host jobs a
+    checkpoint counts as restored only when every process restored it.
+
+    Raises:
+      CheckpointError: there are checkpoints (or ones set aside earlier) and none restores; they
+        are left where they are.
+    """
+    directory = epath.Path(manager.directory)
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        set_aside = sorted(p.name for p in _set_aside_checkpoints(directory))
+        if set_aside:
+            raise CheckpointError(
+                f"{directory} holds only checkpoints set aside as unreadable "
+                f"({', '.join(set_aside)}); to start this run over, move them out of the way"
+            )
+        return None
+    failures: list[tuple[int, str]] = []
+    for step in steps:
+        try:
+            state, error = (
+                manager.restore(step, args=ocp.args.StandardRestore(abstract_state)),
+                None,
+            )
+        except Exception as caught:  # orbax and TensorStore raise many kinds; all mean unreadable
+            state, error = None, caught
+        if distributed.all_processes_agree(error is None):
+            break
+        if error is None:
+            reason = "it failed on another process"
+        elif not any((directory / str(step)).iterdir()):
+            reason = "its directory is empty"
+        else:
+            reason = first_error(error)
+        failures.append((step, reason))
+    else:
+        newest, reason = failures[0]
+        raise CheckpointError(
+            f"no checkpoint in {directory} can be restored (steps "
+            f"{', '.join(str(s) for s, _ in failures)}); step {newest}: {reason}"
+        )
+    for failed, reason in failures:
+        moved = _move_aside(directory, failed)
+        logging.warning(
+            "the checkpoint of step %d cannot be restored (%s); moved it to %s and resumed from "
+            "step %d",
+            failed,
+            reason,
+            moved,
+            step,
+        )
+    if failures:
+        manager.reload()
+    return state, step
+
+
+def first_error(error: BaseException) -> str:
+    """`Type: first line` of the innermost cause of `error`: the real error, not its wrappers."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None:
+            break
+        error = inner
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+
+
+def _set_aside_checkpoints(directory: epath.Path) -> list[epath.Path]:
+    if not directory.exists():
+        return []
+    return [p for p in directory.iterdir() if p.name.endswith(CORRUPT_SUFFIX)]
+
+
+def _move_aside(directory: epath.Path, step: int) -> str:
+    """`<step>` → `<step>.corrupt` (`.corrupt.2`... if taken) by process 0; returns the name."""
+    source = directory / str(step)
+    target = directory / f"{step}{CORRUPT_SUFFIX}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = directory / f"{step}{CORRUPT_SUFFIX}.{n}"
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"checkpoint {step} named")  # all named it alike
+    if jax.process_index() == 0:
+        source.rename(target)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
+    return str(target)

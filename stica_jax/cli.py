@@ -21,10 +21,16 @@
    TensorFlow / TFDS Python warnings are hidden (`data_pipeline.console`). A TPU host keeps
    absl's INFO level and TensorFlow's defaults, so it logs what a pod needs. `--verbosity=0`
    shows everything on any host.
+
+   Orbax's background threads are quiet too unless `--verbosity` is given: a failed save or
+   restore is reported by the trainer in one line (`checkpointing`), while orbax logs it with
+   its traceback and TensorStore's callbacks print a "RuntimeError: Event loop is closed"
+   traceback for every write still in flight — hundreds of lines around the one that matters.
 """
 
 import functools
 import importlib.util
+import logging as std_logging
 import os
 import re
 import sys
@@ -61,6 +67,43 @@ def quiet_console() -> None:
     TensorFlow is imported)."""
     logging.set_verbosity(logging.WARNING)
     console.quiet_tensorflow()
+    logging.get_absl_handler().addFilter(_not_from_orbax)
+    logging.get_absl_handler().addFilter(_not_an_orbax_task_left_unread)
+    sys.unraisablehook = _hiding_closed_event_loops(sys.unraisablehook)
+
+
+def _not_from_orbax(record: std_logging.LogRecord) -> bool:
+    """Orbax's own reports of what its threads did, below CRITICAL, are dropped."""
+    return record.levelno >= std_logging.CRITICAL or f"{os.sep}orbax{os.sep}" not in (
+        record.pathname or ""
+    )
+
+
+def _not_an_orbax_task_left_unread(record: std_logging.LogRecord) -> bool:
+    """asyncio's "Task exception was never retrieved" for a task of orbax's, dropped: after a
+    failed restore orbax leaves its other reads' failures unread, each one logged with its
+    traceback when garbage-collected (the failure itself is reported in one line)."""
+    if record.name != "asyncio" or not record.exc_info or not record.exc_info[2]:
+        return True
+    traceback = record.exc_info[2]
+    while traceback is not None:
+        if f"{os.sep}orbax{os.sep}" in traceback.tb_frame.f_code.co_filename:
+            return False
+        traceback = traceback.tb_next
+    return True
+
+
+def _hiding_closed_event_loops(unraisablehook):
+    """`unraisablehook`, except for "Event loop is closed": TensorStore reports one for each
+    write still in flight when orbax's event loop has stopped (after a failed save)."""
+
+    def hook(unraisable) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        unraisablehook(unraisable)
+
+    return hook
 
 
 def _run_main(main: Callable[[list[str]], Any], argv: list[str]) -> Any:

@@ -36,3 +36,17 @@ def initialize(
     print(
         f"joined the cluster as process {jax.process_index()} of {jax.process_count()}", flush=True
     )
+
+
+def all_processes_agree(ok: bool) -> bool:
+    """True when `ok` holds on every process of the job (one small all-gather when multi-host).
+
+    Hosts that take a decision from their own view (a checkpoint restored, a lock taken) use it
+    so that all of them act on the same answer instead of some going on while others stop.
+    """
+    if jax.process_count() == 1:
+        return ok
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))

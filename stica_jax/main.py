@@ -1,7 +1,9 @@
 """`python -m stica_jax.main --config=configs/sota.py --workdir=DIR`: STiCA pretraining.
 
 On a Cloud TPU pod (auto-detected) or when --coordinator_address/--num_processes/--process_id
-are given, `jax.distributed.initialize` joins all hosts into one mesh first. Errors the user can
+are given, `jax.distributed.initialize` joins all hosts into one mesh first. One run per workdir
+(a second one refuses, naming the first); a restart keeps the architecture and data of the
+workdir's `config.json` unless `--config_change=allow`. Errors the user can
 fix (a flag, a config value, a dataset to prepare) are one line on stderr with exit status 2;
 `--verbosity=0` shows the INFO logs of every library (`stica_jax.cli`).
 """
@@ -16,6 +18,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard and co
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Hosts in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index.")
+_CONFIG_CHANGE = flags.DEFINE_enum(
+    "config_change",
+    "refuse",
+    ["refuse", "allow"],
+    "A restart whose architecture or data fields differ from the workdir's config.json: "
+    "'refuse' (the default) stops with the differences; 'allow' trains on with the new values.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -36,7 +45,7 @@ def main(argv):
         jax.process_count(),
         jax.local_device_count(),
     )
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, config_change=_CONFIG_CHANGE.value)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from absl import logging
 from clu import metric_writers
 from flax import nnx
 
+from data_pipeline import atomic_file
 from data_pipeline.datasets import PreparedDataset
-from stica_jax import checkpointing, data, loop, step as step_lib
+from stica_jax import checkpointing, data, loop, step as step_lib, workdir_lock
 from stica_jax.crops import FAMILIES, CropConfig
 from stica_jax.errors import ConfigError, NonFiniteError
 from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
@@ -54,6 +55,7 @@ def video_map_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     return tuple(out.shape[1:4])
 
 
+METRICS_FILE = "metrics.jsonl"
 MODES = ("pretrain", "supervised")
 # Online evaluators of each mode: frozen-feature probes of a pretrained model, or the top-1
 # of the trained classifier itself.
@@ -134,6 +136,26 @@ def validate_config(
                 f"loss.crop_pairs={pairs!r} contrasts none of these crops: it needs a small "
                 "crop or two large ones in a family; add crops or set crops.enabled=False"
             )
+    if b <= 0:
+        raise ConfigError(f"global_batch_size={b} must be positive")
+    for field in ("checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
+        if config[field] < 1:
+            raise ConfigError(f"{field}={config[field]} must be at least 1")
+    # 0 trains nothing on purpose (the data is prepared and the initialisation evaluated);
+    # a negative count would do the same silently.
+    if not config.num_epochs >= 0:
+        raise ConfigError(f"num_epochs={config.num_epochs} must be 0 or more")
+
+
+def validate_run_length(config: ml_collections.ConfigDict, num_examples: int) -> None:
+    """Raise `ConfigError` when a positive `num_epochs` of `num_examples` rounds down to no step
+    at all (0 epochs is a run without training, on purpose)."""
+    per_epoch = steps_per_epoch(config, num_examples)
+    if config.num_epochs > 0 and int(config.num_epochs * per_epoch) < 1:
+        raise ConfigError(
+            f"num_epochs={config.num_epochs} of {per_epoch} steps each is no step at all; "
+            f"train at least {1 / per_epoch:.3g} epochs"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,17 +260,33 @@ def host_batches(
 # ---------------------------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, config_change: str = "refuse"
+) -> dict[str, Any]:
     """Train per `config` (`mode` "pretrain" or "supervised"), checkpointing to and resuming
     from `workdir`.
+
+    One run per workdir: the run holds `workdir`'s lock (`workdir_lock`) from before anything
+    compiles to its end. A restart must keep the architecture and data of the saved config
+    (`checkpointing.check_saved_config`) unless `config_change` is "allow".
 
     Returns the final metrics (and the eval table, under "probe", when `config.eval` asks
     for one: probe accuracies when pretraining, the classifier's top-1 when supervised).
     """
-    # -- Config, mesh ---------------------------------------------------------------------------
+    # -- Config, workdir lock -------------------------------------------------------------------
     config = config.copy_and_resolve_references()
     data.resolve_av_digits(config)
     validate_config(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+    if config_change not in ("refuse", "allow"):
+        raise ConfigError(f"config_change={config_change!r}; expected 'refuse' or 'allow'")
+    with workdir_lock.held(workdir):
+        return _train_and_evaluate(config, workdir, allow_config_change=config_change == "allow")
+
+
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool
+) -> dict[str, Any]:
+    # -- Mesh -----------------------------------------------------------------------------------
     mesh = step_lib.make_mesh()
     is_chief = jax.process_index() == 0
     logging.info("mesh: %d devices on %d hosts", jax.device_count(), jax.process_count())
@@ -261,6 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     resolve_num_classes(config, train_data)  # before save_config: restore_model needs it
     num_examples = num_train_examples(config, train_data)
     total_steps = int(config.num_epochs * steps_per_epoch(config, num_examples))
+    validate_run_length(config, num_examples)
+    # The workdir's contract, before anything is written into it.
+    checkpointing.check_saved_config(workdir, config, allow_changes=allow_config_change)
 
     # -- Model and state ---------------------------------------------------------------------
     model, optimizer, state = create_train_state(config, num_examples=num_examples)
@@ -276,14 +317,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     schedule = make_schedule(config, num_examples)
 
     # -- Checkpoint / resume ---------------------------------------------------------------
+    # The newest checkpoint that restores; unreadable newer ones are set aside, and none
+    # readable beside existing ones stops the run (`checkpointing.restore_newest`).
     manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
-    checkpointing.save_config(workdir, config)
+    saver = checkpointing.Saver(manager)
     start_step = 0
-    if manager.latest_step() is not None:
-        state, start_step = checkpointing.restore_state(manager, state)
+    restored = checkpointing.restore_newest(manager, state)
+    if restored is not None:
+        state, start_step = restored
         logging.info("resumed from step %d of %s", start_step, workdir)
         if is_chief:
             print(f"resuming from the checkpoint of step {start_step}", flush=True)
+    checkpointing.save_config(workdir, config)  # once restored: a failed restore keeps the old
+    if is_chief:
+        _drop_metrics_after(workdir, start_step)  # each step once in metrics.jsonl
 
     batches = host_batches(config, train_data, start_step)
 
@@ -307,21 +354,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, metrics = train_step(state, batch, rng)
         pending.append(metrics)
         done = step + 1
-        if (
-            done % config.log_every_steps == 0
+        saver.check()  # a save that failed in the background stops the run now
+        save = (
+            done % config.checkpoint_every_steps == 0
             or done == total_steps
-            or done % config.checkpoint_every_steps == 0
-        ):
+            or manager.reached_preemption(done)
+        )
+        # Every save is preceded by the check that each step since the last one was finite.
+        if save or done % config.log_every_steps == 0:
             history = jax.device_get(pending)
             pending = []
             bad = [i for i, m in enumerate(history) if not m["finite"]]
             if bad:
-                first = done - len(history) + bad[0] + 1
-                raise NonFiniteError(
-                    f"non-finite loss or gradient at step {first} (loss={history[bad[0]]['loss']},"
-                    f" grad_norm={history[bad[0]]['grad_norm']}); stopping without saving. "
-                    f"The last checkpoint is step {manager.latest_step()}."
-                )
+                saver.wait()  # the checkpoint named below is complete
+                raise _non_finite_error(history[bad[0]], done - len(history) + bad[0] + 1, manager)
             now = time.time()
             steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
             scalars = {
@@ -336,7 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             writer.write_scalars(done, scalars)
             summary = scalars
             if is_chief:
-                with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+                with open(os.path.join(workdir, METRICS_FILE), "a") as f:
                     f.write(json.dumps({"step": done, **scalars}) + "\n")
             if is_chief:
                 eta = (total_steps - done) / max(steps_per_sec, 1e-9)
@@ -355,12 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     flush=True,
                 )
             last_log_time, last_log_step = time.time(), done
-        if (
-            done % config.checkpoint_every_steps == 0
-            or done == total_steps
-            or manager.reached_preemption(done)
-        ):
-            manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
+        if save:
+            saver.save(done, state)
         if (
             eval_data is not None
             and config.eval.every_steps
@@ -368,7 +410,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             and done != total_steps
         ):
             _online_eval(config, eval_data, graphdef, state, None, mesh, writer, workdir, done)
-    manager.wait_until_finished()
+    saver.wait()
 
     if eval_data is not None:
         summary["probe"] = _online_eval(
@@ -377,6 +419,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary["wall_seconds"] = time.time() - t0
     writer.flush()
     return summary
+
+
+def _non_finite_error(metrics: dict[str, Any], step: int, manager) -> NonFiniteError:
+    if np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"]):
+        what = "the update made the parameters, BatchNorm statistics or optimizer state non-finite"
+    else:
+        what = "non-finite loss or gradient"
+    last = manager.latest_step()
+    return NonFiniteError(
+        f"step {step}: {what} (loss={metrics['loss']}, grad_norm={metrics['grad_norm']}); "
+        "stopping without saving it. "
+        + (f"The last checkpoint, step {last}, is finite." if last else "No checkpoint was saved.")
+    )
+
+
+def _drop_metrics_after(workdir: str, step: int) -> None:
+    """Rewrite `metrics.jsonl` (atomically) without the rows of steps after `step`: those of a
+    run that went past its last checkpoint, which the resumed run logs again."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as file:
+        lines = file.read().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        atomic_file.write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _online_eval(config, eval_data, graphdef, state, initial, mesh, writer, workdir, step):
@@ -401,7 +469,7 @@ def _online_eval(config, eval_data, graphdef, state, initial, mesh, writer, work
     }
     writer.write_scalars(step, scalars)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        with open(os.path.join(workdir, METRICS_FILE), "a") as f:
             f.write(json.dumps({"step": step, **scalars}) + "\n")
         print(format_probe_table(config, table), flush=True)
     return table

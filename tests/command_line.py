@@ -3,19 +3,29 @@
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_fresh(
-    args: list[str], *, home: str, cwd: str, timeout: float = 600
+    args: list[str],
+    *,
+    home: str,
+    cwd: str,
+    timeout: float = 600,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess:
     """`python *args` with `HOME=home`, no `$TFDS_DATA_DIR`, in `cwd`; output captured as text.
 
-    The rest of the environment is the test's; the repository goes first on PYTHONPATH (an
-    installed checkout does not need it, a test run from another tree does).
+    The rest of the environment is the test's, updated with `env`; the repository goes first on
+    PYTHONPATH (an installed checkout does not need it, a test run from another tree does).
+    `preexec_fn` runs in the child before Python starts (e.g. to set a resource limit).
     """
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if k != "TFDS_DATA_DIR"}
+    env.update(extra)
     env["HOME"] = home
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
@@ -25,6 +35,7 @@ def run_fresh(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

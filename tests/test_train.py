@@ -93,6 +93,14 @@ def test_every_config_loads_validates_and_traces():
             lambda c: setattr(c.input, "audio_frontend", "librosa"),
             r"unknown input.audio_frontend 'librosa'; expected one of \['stica', 'official'\]",
         ),
+        (lambda c: setattr(c, "global_batch_size", 0), "global_batch_size=0 must be positive"),
+        (
+            lambda c: setattr(c, "checkpoint_every_steps", 0),
+            "checkpoint_every_steps=0 must be at least 1",
+        ),
+        (lambda c: setattr(c, "log_every_steps", 0), "log_every_steps=0 must be at least 1"),
+        (lambda c: setattr(c, "keep_checkpoints", 0), "keep_checkpoints=0 must be at least 1"),
+        (lambda c: setattr(c, "num_epochs", -1), r"num_epochs=-1.0 must be 0 or more"),
     ],
 )
 def test_config_errors_are_one_clear_line(change, message):

@@ -39,6 +39,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from data_pipeline import atomic_file
 from data_pipeline.errors import UserError
 
 
@@ -222,8 +223,7 @@ scaled per clip).</p>
 </main></body></html>
 """
     path = os.path.join(out_dir, "index.html")
-    with open(path, "w") as file:
-        file.write(page)
+    atomic_file.write_text(path, page)
     return path
 
 

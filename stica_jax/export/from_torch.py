@@ -3,7 +3,9 @@
 `load_torchvision_r2plus1d18` and `load_torchvision_audio_resnet9` take one state dict (an
 export's safetensors, or torchvision's own `.pth`); `import_model` a whole export directory.
 Every key and shape is matched against the `torch_names` table before anything is assigned,
-so a mismatch leaves the model unchanged and names each offending key.
+so a mismatch leaves the model unchanged and names each offending key. A tensor that is not
+floating point (an int8 or bool tensor would be cast silently into a kernel) is refused like a
+mismatch; one holding NaN or inf is refused unless `allow_nonfinite=True`.
 """
 
 import dataclasses
@@ -77,15 +79,24 @@ def _plan(
     source: str,
     target: str,
     plan: _Plan,
+    allow_nonfinite: bool = False,
 ) -> None:
-    """Match `state` against `entries` exactly (every key, every shape) or raise by name."""
+    """Match `state` against `entries` exactly (every key, every shape, a floating dtype, finite
+    values unless `allow_nonfinite`) or raise by name."""
     expected = {e.torch_key: e for e in entries}
     missing = [k for k, e in expected.items() if k not in state and e.kind != "count"]
     unexpected = [k for k in state if k not in expected]
-    mismatched, pending = [], []
+    mismatched, not_floating, nonfinite, pending = [], [], [], []
     for key, e in expected.items():
         if key not in state or e.kind == "count":
             continue  # num_batches_tracked is optional and unused (stica_jax has no counter)
+        dtype = np.asarray(state[key]).dtype
+        if not np.issubdtype(dtype, np.floating):
+            not_floating.append(f"{key} {dtype}")
+            continue
+        bad = int(np.size(state[key]) - np.count_nonzero(np.isfinite(state[key])))
+        if bad and not allow_nonfinite:
+            nonfinite.append(f"{key} ({bad} of {np.size(state[key])})")
         variables = [variable_at(root, p) for p in e.jax_paths]
         shapes = [tuple(v.get_value().shape) for v in variables]
         want, got = _torch_shape(e, shapes), tuple(state[key].shape)
@@ -93,7 +104,7 @@ def _plan(
             mismatched.append(f"{key} {list(got)} (expected {list(want)})")
             continue
         pending.extend(zip(variables, CONVERTERS[e.kind][1](np.asarray(state[key]), shapes)))
-    if missing or unexpected or mismatched:
+    if missing or unexpected or mismatched or not_floating:
         message = f"{source} does not match {target}:"
         if missing:
             message += _list_names("missing keys", missing)
@@ -101,12 +112,20 @@ def _plan(
             message += _list_names("unexpected keys", unexpected)
         if mismatched:
             message += _list_names("shape mismatches", mismatched)
+        if not_floating:
+            message += _list_names("not floating point", not_floating)
         if len(missing) > len(expected) // 2:
             message += (
                 "\n  (most keys are missing: is this a state dict of another "
                 "architecture, or does it need a `prefix`?)"
             )
         raise StateDictMismatchError(message)
+    if nonfinite:
+        raise WeightFileError(
+            f"{source} holds non-finite values (NaN or inf):"
+            + _list_names("tensors", nonfinite)
+            + "\n  (pass allow_nonfinite=True to load them anyway)"
+        )
     plan.assignments.extend(pending)
 
 
@@ -130,7 +149,11 @@ def _video_backbone(model: nnx.Module) -> VideoResNet:
 
 
 def load_torchvision_r2plus1d18(
-    path: str | os.PathLike, model: nnx.Module | None = None, *, prefix: str = ""
+    path: str | os.PathLike,
+    model: nnx.Module | None = None,
+    *,
+    prefix: str = "",
+    allow_nonfinite: bool = False,
 ) -> nnx.Module:
     """stica_jax weights from a torchvision `r2plus1d_18` state dict (safetensors or `.pth`).
 
@@ -143,7 +166,8 @@ def load_torchvision_r2plus1d18(
         reported). None builds one: a `VideoClassifier(num_classes, pooling="avg")` when the
         file has `fc` (torchvision's model exactly), else a `VideoResNet`, in eval mode.
       prefix: keep only keys with this prefix (a backbone inside a larger checkpoint).
-    Returns `model`. Missing/unexpected keys and shape mismatches raise
+      allow_nonfinite: load tensors holding NaN or inf (refused by default: `WeightFileError`).
+    Returns `model`. Missing/unexpected keys, shape mismatches and non-floating dtypes raise
     `StateDictMismatchError` naming them; the model is then left unchanged.
     """
     if model is not None and not isinstance(model, (VideoResNet, VideoClassifier, STiCA)):
@@ -169,10 +193,19 @@ def load_torchvision_r2plus1d18(
         source=str(path),
         target="torchvision r2plus1d_18",
         plan=plan,
+        allow_nonfinite=allow_nonfinite,
     )
     if fc and fc_root is not None:
         try:
-            _plan(fc_root, fc_entries(), fc, source=str(path), target="the model's fc", plan=plan)
+            _plan(
+                fc_root,
+                fc_entries(),
+                fc,
+                source=str(path),
+                target="the model's fc",
+                plan=plan,
+                allow_nonfinite=allow_nonfinite,
+            )
         except StateDictMismatchError as e:
             _log.warning("%s: fc not loaded, model.fc keeps its initialisation: %s", path, e)
     elif fc:
@@ -189,13 +222,19 @@ def load_torchvision_r2plus1d18(
 
 
 def load_torchvision_audio_resnet9(
-    path: str | os.PathLike, model: nnx.Module | None = None, *, prefix: str = ""
+    path: str | os.PathLike,
+    model: nnx.Module | None = None,
+    *,
+    prefix: str = "",
+    allow_nonfinite: bool = False,
 ) -> nnx.Module:
     """stica_jax weights from a torchvision `ResNet(BasicBlock, [1, 1, 1, 1])` state dict.
 
     `conv1` must have 1 input channel. `model`: an `AudioResNet` or a `STiCA` (its audio
     backbone), updated in place; None builds an `AudioResNet` in eval mode. A `fc` in the file
-    is dropped and reported. Mismatches raise `StateDictMismatchError` naming the keys.
+    is dropped and reported. Mismatches (keys, shapes, non-floating dtypes) raise
+    `StateDictMismatchError` naming the keys; NaN or inf raise `WeightFileError` unless
+    `allow_nonfinite`.
     """
     created = model is None
     if created:
@@ -219,6 +258,7 @@ def load_torchvision_audio_resnet9(
         source=str(path),
         target="torchvision ResNet(BasicBlock, [1, 1, 1, 1]) with a 1-channel conv1",
         plan=plan,
+        allow_nonfinite=allow_nonfinite,
     )
     plan.apply()
     if created:
@@ -227,11 +267,14 @@ def load_torchvision_audio_resnet9(
     return model
 
 
-def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module:
+def import_model(
+    export_dir: str | os.PathLike, model: nnx.Module, *, allow_nonfinite: bool = False
+) -> nnx.Module:
     """Load an export directory (e.g. after fine-tuning in PyTorch) back into `model` in place.
 
     `model` must have the exported structure (a `STiCA` or `VideoClassifier`); every tensor of
-    every file must match, or `StateDictMismatchError` names what does not.
+    every file must match, or `StateDictMismatchError` names what does not. NaN or inf values
+    raise `WeightFileError` unless `allow_nonfinite`.
     """
     d = pathlib.Path(export_dir)
     manifest = json.loads((d / MANIFEST_FILE).read_text())
@@ -253,6 +296,7 @@ def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module
         source=str(d / VIDEO_FILE),
         target=f"the video backbone of the {type(model).__name__}",
         plan=plan,
+        allow_nonfinite=allow_nonfinite,
     )
     if isinstance(model, STiCA):
         require_torchvision_audio(model.audio_backbone)
@@ -263,6 +307,7 @@ def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module
             source=str(d / AUDIO_FILE),
             target="the audio backbone",
             plan=plan,
+            allow_nonfinite=allow_nonfinite,
         )
     heads = heads_file_entries(model)
     if heads:
@@ -273,6 +318,7 @@ def import_model(export_dir: str | os.PathLike, model: nnx.Module) -> nnx.Module
             source=str(d / HEADS_FILE),
             target="the temporal pooling and heads",
             plan=plan,
+            allow_nonfinite=allow_nonfinite,
         )
     plan.apply()
     return model

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
+from data_pipeline import atomic_file
 from stica_jax.export.torch_names import (
     AUDIO_FILE,
     CONVERTERS,
@@ -239,5 +240,5 @@ def export_model(
         "config": _json_config(config),
         "rebuild": "stica_jax/export/torch_modules.py: load_export(export_dir)",
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_file.write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import shutil
 
 import numpy as np
@@ -315,3 +316,72 @@ def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_r
         for a, b in zip(uninterrupted[start_step:], resumed):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_truncated_shard_loses_only_its_tail_and_resuming_gives_the_same_batches(
+    digits_dir, tiny_config, tmp_path, capfd
+):
+    # The first train shard cut in the middle of a record, as by a failed copy.
+    data_dir = str(tmp_path / "tfds")
+    shutil.copytree(digits_dir, data_dir)
+    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    shard = builder.info.splits["train"].file_instructions[0].filename
+    records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
+    # Each record is framed by 16 bytes (length, its CRC, the data's CRC).
+    kept = len(records) // 2
+    cut = sum(len(r) + 16 for r in records[:kept]) + 10
+    os.truncate(shard, cut)
+
+    def run(start_step, count):
+        batches = pipeline.make_pretrain_dataset(
+            tiny_config,
+            split="train",
+            data_dir=data_dir,
+            batch_size_per_host=4,
+            seed=1,
+            process_index=0,
+            process_count=1,
+            start_step=start_step,
+        )
+        return _batches(batches, count), batches.skipped_records
+
+    per_epoch = builder.info.splits["train"].num_examples
+    uninterrupted, skipped = run(0, per_epoch // 4)  # one epoch
+    assert skipped == len(records) - kept  # every record past the cut, each counted once
+    assert f'"{shard}" is unreadable (corrupt or truncated TFRecord)' in capfd.readouterr().err
+    for batch in uninterrupted:
+        assert np.abs(batch["video1"].reshape(4, -1)).sum(axis=1).min() > 0  # rows replaced
+    for start_step in (3, per_epoch // 4 - 2):
+        resumed, _ = run(start_step, 2)
+        for a, b in zip(uninterrupted[start_step:], resumed):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_stream_without_a_valid_record_stops_within_a_bounded_lookahead(
+    digits_dir, tiny_config, tmp_path
+):
+    data_dir = str(tmp_path / "tfds")
+    shutil.copytree(digits_dir, data_dir)
+    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    for instruction in builder.info.splits["train"].file_instructions:
+        count = sum(1 for _ in tf.data.TFRecordDataset(instruction.filename))
+        with tf.io.TFRecordWriter(instruction.filename) as writer:
+            for _ in range(count):
+                writer.write(b"\x00garbage that is no tf.Example")
+    batches = pipeline.make_pretrain_dataset(
+        tiny_config,
+        split="train",
+        data_dir=data_dir,
+        batch_size_per_host=4,
+        seed=1,
+        process_index=0,
+        process_count=1,
+        start_step=0,
+    )
+    with pytest.raises(
+        pipeline.CorruptDataError,
+        match=rf"^dataset '{tiny_config.dataset}' \(train\): no readable record in 10 "
+        r"consecutive batches of 4 \(40 records failed to parse or decode, from step 0 on\)",
+    ):
+        next(batches)

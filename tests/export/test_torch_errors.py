@@ -1,5 +1,6 @@
 """Bad weight files and architectures give clear errors that name what is wrong."""
 
+import os
 import pickle
 
 import jax
@@ -130,3 +131,63 @@ def test_missing_prefix_is_explained(r2plus1d_state, tmp_path):
         export.load_torchvision_r2plus1d18(path)
     model = export.load_torchvision_r2plus1d18(path, prefix="video_network.")
     assert isinstance(model, export.VideoClassifier)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool])
+def test_a_tensor_that_is_not_floating_point_is_refused(r2plus1d_state, tmp_path, dtype):
+    state = dict(r2plus1d_state)
+    state["stem.0.weight"] = torch.ones_like(state["stem.0.weight"], dtype=dtype)
+    path = tmp_path / "ints.safetensors"
+    torch_save_file(state, path)
+    model = nnx.eval_shape(lambda: VideoResNet(rngs=nnx.Rngs(0)))
+    with pytest.raises(
+        export.StateDictMismatchError,
+        match=rf"not floating point \(1\): stem.0.weight {str(dtype).split('.')[1]}",
+    ):
+        export.load_torchvision_r2plus1d18(path, model)
+    assert isinstance(model.stem.spatial.kernel.get_value(), jax.ShapeDtypeStruct)
+
+
+def test_non_finite_weights_are_refused_unless_allowed(r2plus1d_state, tmp_path):
+    state = dict(r2plus1d_state)
+    weight = state["layer3.0.conv1.0.0.weight"].clone()
+    weight.view(-1)[:5] = float("nan")
+    weight.view(-1)[5:7] = float("inf")
+    state["layer3.0.conv1.0.0.weight"] = weight
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    with pytest.raises(
+        export.WeightFileError,
+        match=rf"non-finite values \(NaN or inf\):\n  tensors \(1\): layer3.0.conv1.0.0.weight "
+        rf"\(7 of {weight.numel()}\)",
+    ):
+        export.load_torchvision_r2plus1d18(path)
+    model = export.load_torchvision_r2plus1d18(path, allow_nonfinite=True)
+    values = np.concatenate(
+        [np.asarray(x).ravel() for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    )
+    assert np.count_nonzero(~np.isfinite(values)) == 7
+
+
+def test_the_torch_requirement_is_a_version_whose_weights_only_load_is_a_barrier():
+    # torch.load(weights_only=True) executes code from a crafted file before torch 2.6
+    # (CVE-2025-32434); every loader here relies on it being a barrier.
+    import configparser
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    setup = configparser.ConfigParser()
+    setup.read(os.path.join(os.path.dirname(__file__), "..", "..", "setup.cfg"))
+    requirements = [
+        Requirement(line)
+        for section in ("options.extras_require",)
+        for value in setup[section].values()
+        for line in value.splitlines()
+        if line.strip()
+    ]
+    torch_requirements = [r for r in requirements if r.name == "torch"]
+    assert torch_requirements
+    for requirement in torch_requirements:
+        assert not requirement.specifier.contains(Version("2.5.1")), requirement
+        assert requirement.specifier.contains(Version("2.6.0")), requirement

@@ -1,0 +1,454 @@
+"""`python -m stica_jax.main` under faults and bad input: damaged checkpoints, a non-finite step,
+a second run on one workdir, a changed config, bad values, a failing save, a resumed
+`metrics.jsonl`.
+
+Each test runs the tiny demo config (tests/tiny_demo_config.py, 12 steps) as a subprocess, in
+an empty working directory with an empty home. One trained workdir (checkpoints 4, 8, 12) is
+made once and copied per test. The runs share a persistent compilation cache, so only the
+first run of each train step pays for compiling it.
+"""
+
+import glob
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+
+import filelock
+import numpy as np
+import pytest
+
+from tests.command_line import ROOT, run_fresh, stderr_lines
+
+CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory, worker_id):
+    """A directory of this test session shared by its xdist workers (one each without xdist)."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("shared")
+    return tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+
+
+@pytest.fixture(scope="session")
+def compile_cache(shared_dir):
+    """Environment of the runs: CPU, and a compilation cache shared by all of them."""
+    return {
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(shared_dir / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    }
+
+
+def _main(tmp_path, env, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
+    """`run` of the issue: the tiny demo without online evaluation, from empty dirs."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(exist_ok=True)
+    cwd.mkdir(exist_ok=True)
+    return run_fresh(
+        [
+            "-m",
+            "stica_jax.main",
+            f"--config={CONFIG}",
+            f"--workdir={workdir}",
+            f"--config.data_dir={data_dir}",
+            "--config.eval.method=none",
+            *flags,
+        ],
+        home=str(home),
+        cwd=str(cwd),
+        env=env,
+        preexec_fn=preexec_fn,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(shared_dir, compile_cache):
+    """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12).
+
+    Made once per session: the first xdist worker to need it trains, the other waits for it.
+    """
+    base = shared_dir / "trained"
+    data_dir, workdir = base / "data", base / "work"
+    with filelock.FileLock(str(shared_dir / "trained.lock")):
+        if not (base / "done").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            result = _main(base, compile_cache, workdir, data_dir)
+            assert result.returncode == 0, result.stderr[-3000:]
+            (base / "done").write_text("")
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
+    return str(data_dir), workdir
+
+
+@pytest.fixture
+def workdir(trained, tmp_path):
+    """A copy of the trained workdir, for this test to damage."""
+    copy = tmp_path / "work"
+    shutil.copytree(trained[1], copy)
+    return copy
+
+
+def _history(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _error_line(result):
+    """The one line of a user error: exit status 2, no traceback, one `error:` line.
+
+    Other lines may stand beside it that no test controls (XLA's alarm for a slow compile on a
+    busy machine, TensorFlow's notes as its iterators shut down).
+    """
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = [line for line in stderr_lines(result) if "error: " in line]
+    assert line.startswith("stica_jax.main: error: "), line
+    return line[len("stica_jax.main: error: ") :]
+
+
+# -- Damaged checkpoints --------------------------------------------------------------------------
+
+
+def _largest_file(directory):
+    files = [os.path.join(d, n) for d, _, names in os.walk(directory) for n in names]
+    return max(files, key=os.path.getsize)
+
+
+def _truncate(step_dir):
+    path = _largest_file(step_dir)
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def _random_bytes(step_dir):
+    path = _largest_file(step_dir)
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(0).bytes(os.path.getsize(path)))
+
+
+def _delete_data_files(step_dir):
+    for directory, _, names in os.walk(step_dir):
+        if os.path.basename(directory) == "d":
+            for name in names:
+                os.remove(os.path.join(directory, name))
+
+
+def _empty(step_dir):
+    shutil.rmtree(step_dir)
+    os.mkdir(step_dir)
+
+
+def _delete_metadata(step_dir):
+    os.remove(os.path.join(step_dir, "default", "_METADATA"))
+
+
+DAMAGES = [_truncate, _random_bytes, _delete_data_files, _empty, _delete_metadata]
+
+
+def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
+    trained, workdir, tmp_path, compile_cache
+):
+    # Steps 12, 16, ..., 28 (copies of 12), newest first damaged in each of the five ways.
+    checkpoints = workdir / "checkpoints"
+    damaged = [28, 24, 20, 16, 12]
+    for step, damage in zip(damaged, DAMAGES):
+        if step != 12:
+            shutil.copytree(checkpoints / "12", checkpoints / str(step))
+        damage(str(checkpoints / str(step)))
+    # 8 steps in all: the resumed run restores and has nothing left to train (no compile).
+    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.num_epochs=2.67")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "resuming from the checkpoint of step 8" in result.stdout
+    reports = [line for line in stderr_lines(result) if "cannot be restored" in line]
+    assert len(reports) == len(damaged), result.stderr[-3000:]
+    for step, line in zip(damaged, reports):
+        moved = checkpoints / f"{step}.corrupt"
+        report = re.search(
+            rf"the checkpoint of step {step} cannot be restored \((.+)\); moved it to "
+            rf"{re.escape(str(moved))} and resumed from step 8$",
+            line,
+        )
+        assert report, line
+        reason = report.group(1)  # the first real error, not a wrapper's or an event loop's
+        assert re.match(r"\w+: \S", reason) or reason == "its directory is empty", reason
+        assert "Event loop is closed" not in reason
+        assert moved.is_dir()
+    assert sorted(os.listdir(checkpoints)) == sorted(
+        ["4", "8", *(f"{step}.corrupt" for step in damaged)]
+    )
+    assert len(stderr_lines(result)) < 2 * len(damaged), result.stderr[-3000:]
+
+
+def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over(
+    trained, workdir, tmp_path, compile_cache
+):
+    checkpoints = workdir / "checkpoints"
+    for step in (4, 8, 12):
+        _delete_metadata(str(checkpoints / str(step)))
+    config = (workdir / "config.json").read_bytes()
+    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    message = _error_line(result)
+    assert message.startswith(f"no checkpoint in {checkpoints} can be restored (steps 12, 8, 4)")
+    assert sorted(os.listdir(checkpoints), key=int) == ["4", "8", "12"]
+    assert (workdir / "config.json").read_bytes() == config
+
+
+def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir, tmp_path):
+    _truncate(str(workdir / "checkpoints" / "12"))
+    out = tmp_path / "export"
+    result = run_fresh(
+        ["-m", "stica_jax.export.torch", f"--workdir={workdir}", f"--out={out}"],
+        home=str(tmp_path),
+        cwd=str(tmp_path),
+        env={"JAX_PLATFORMS": "cpu"},
+    )
+    # Step 8 is restored; the tiny model then has no torchvision counterpart to export to.
+    (report,) = [line for line in stderr_lines(result) if "cannot be restored" in line]
+    assert re.search(
+        r"the checkpoint of step 12 cannot be restored \(\w+: .+\); moved it to "
+        rf"{re.escape(str(workdir / 'checkpoints' / '12.corrupt'))} and resumed from step 8$",
+        report,
+    ), report
+    assert stderr_lines(result)[-1].endswith("Slim variants cannot be exported to PyTorch."), (
+        result.stderr[-3000:]
+    )
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["12.corrupt", "4", "8"]
+
+
+# -- Nothing non-finite is saved ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_step_that_makes_the_state_non_finite_stops_the_run_before_any_save(
+    trained, workdir, tmp_path, compile_cache
+):
+    shutil.rmtree(workdir / "checkpoints" / "12")
+    # The issue's command: an update of lr 1e39 overflows the parameters although the loss and
+    # gradient it was computed from are finite. Step 9 is the last one: its save is the final.
+    result = _main(
+        tmp_path,
+        compile_cache,
+        workdir,
+        trained[0],
+        "--config.optimizer.base_lr=1e39",
+        "--config.optimizer.warmup_start_lr=1e39",
+        "--config.num_epochs=3",
+    )
+    message = _error_line(result)
+    assert re.fullmatch(
+        r"step 9: the update made the parameters, BatchNorm statistics or optimizer state "
+        r"non-finite \(loss=\S+, grad_norm=\S+\); stopping without saving it\. "
+        r"The last checkpoint, step 8, is finite\.",
+        message,
+    ), message
+    loss, grad_norm = re.search(r"loss=(\S+), grad_norm=(\S+)\)", message).groups()
+    assert np.isfinite(float(loss)) and np.isfinite(float(grad_norm))
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8"]
+
+
+# -- One run per workdir --------------------------------------------------------------------------
+
+
+def _process_start(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def _write_lock(workdir, pid, started="2026-01-02 03:04:05"):
+    lock = {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": started,
+        "process_start": _process_start(pid) if os.path.exists(f"/proc/{pid}") else 1,
+    }
+    (workdir / "run.lock").write_text(json.dumps(lock))
+
+
+def test_a_second_run_on_a_workdir_refuses_naming_the_first(
+    trained, workdir, tmp_path, compile_cache
+):
+    _write_lock(workdir, os.getpid())  # held by this (live) test process
+    before = sorted(os.listdir(workdir))
+    metrics = (workdir / "metrics.jsonl").read_bytes()
+    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    assert _error_line(result) == (
+        f"{workdir} is in use by another run (pid {os.getpid()} on host {socket.gethostname()}, "
+        "started 2026-01-02 03:04:05); wait for it to finish, or use another --workdir"
+    )
+    assert sorted(os.listdir(workdir)) == before
+    assert (workdir / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
+    trained, workdir, tmp_path, compile_cache
+):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(gone.stdout)
+    _write_lock(workdir, pid)
+    result = _main(tmp_path, compile_cache, workdir, trained[0])  # 12 steps: all done already
+    assert result.returncode == 0, result.stderr[-3000:]
+    (warning,) = [line for line in stderr_lines(result) if "lock" in line]
+    assert warning.endswith(
+        f"taking over the lock of {workdir}: that run (pid {pid} on host "
+        f"{socket.gethostname()}, started 2026-01-02 03:04:05) is gone"
+    ), warning
+    assert not (workdir / "run.lock").exists()  # released at the end
+
+
+# -- The saved config is the contract -------------------------------------------------------------
+
+
+def test_a_restart_with_another_architecture_is_refused_before_anything_is_written(
+    trained, workdir, tmp_path, compile_cache
+):
+    files = {name: (workdir / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.model.embed_dim=32")
+    assert _error_line(result) == (
+        f"{workdir} holds a run of another config: model.embed_dim: 16 → 32. Restart with its "
+        f"config ({workdir / 'config.json'}), use another --workdir, or pass "
+        "--config_change=allow to go on with the new values"
+    )
+    for name, content in files.items():
+        assert (workdir / name).read_bytes() == content, name
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
+
+
+# -- Bad values are refused before compiling ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        # The other values validate_config refuses: tests/test_train.py, in-process.
+        ("--config.keep_checkpoints=0", "keep_checkpoints=0 must be at least 1"),
+        ("--config.global_batch_size=-16", "global_batch_size=-16 must be positive"),
+    ],
+)
+def test_a_bad_value_is_one_line_before_anything_starts(flag, message, tmp_path):
+    workdir, data_dir = tmp_path / "work", tmp_path / "data"
+    result = _main(tmp_path, {"JAX_PLATFORMS": "cpu"}, workdir, data_dir, flag)
+    assert _error_line(result) == message
+    assert not workdir.exists() and not data_dir.exists()
+
+
+def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path, compile_cache):
+    workdir = tmp_path / "work"
+    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.num_epochs=0.3")
+    assert _error_line(result) == (
+        "num_epochs=0.3 of 3 steps each is no step at all; train at least 0.333 epochs"
+    )
+    assert not (workdir / "checkpoints").exists()
+
+
+# -- Corrupt data ---------------------------------------------------------------------------------
+
+
+def _train_shards(data_dir):
+    shards = sorted(glob.glob(os.path.join(data_dir, "av_digits", "*", "*", "*-train.tfrecord*")))
+    assert shards, data_dir
+    return shards
+
+
+@pytest.fixture
+def data_copy(trained, tmp_path):
+    """A copy of the prepared tiny AV-digits, for this test to damage."""
+    copy = tmp_path / "data"
+    shutil.copytree(trained[0], copy)
+    return str(copy)
+
+
+def test_training_data_without_one_readable_record_stops_in_one_line(
+    data_copy, tmp_path, compile_cache
+):
+    from data_pipeline.tensorflow_cpu import tf
+
+    for shard in _train_shards(data_copy):  # valid TFRecord framing, no example inside
+        count = sum(1 for _ in tf.data.TFRecordDataset(shard))
+        with tf.io.TFRecordWriter(shard) as writer:
+            for _ in range(count):
+                writer.write(b"\x00garbage that is no tf.Example")
+    workdir = tmp_path / "work"
+    result = _main(tmp_path, compile_cache, workdir, data_copy, timeout=300)
+    message = _error_line(result)
+    assert re.fullmatch(
+        r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 16 "
+        r"\(160 records failed to parse or decode, from step 0 on\); the prepared data is "
+        r"corrupt: prepare it again",
+        message,
+    ), message
+    assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")
+
+
+@pytest.mark.slow
+def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
+    data_copy, tmp_path, compile_cache
+):
+    (shard,) = _train_shards(data_copy)
+    with open(shard, "r+b") as f:  # one flipped byte in the middle: a CRC error
+        f.seek(os.path.getsize(shard) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    workdir = tmp_path / "work"
+    result = _main(tmp_path, compile_cache, workdir, data_copy)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [line for line in stderr_lines(result) if line.startswith("data loss: ")]
+    assert reports, result.stderr[-3000:]
+    for line in reports:
+        assert re.fullmatch(
+            rf'data loss: "{re.escape(shard)}" is unreadable \(corrupt or truncated TFRecord\) '
+            r"from record \d+ on; skipping \d+ records of it",
+            line,
+        ), line
+    history = _history(workdir)
+    assert [h["step"] for h in history] == list(range(1, 13))
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
+
+
+# -- A failing save -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoint(
+    trained, workdir, tmp_path, compile_cache
+):
+    shutil.rmtree(workdir / "checkpoints" / "12")
+
+    def small_files_only():  # a full disk, as the kernel reports it to a write: EFBIG here
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    result = _main(tmp_path, compile_cache, workdir, trained[0], preexec_fn=small_files_only)
+    message = _error_line(result)
+    assert message.startswith(
+        f"saving the checkpoint of step 12 in {workdir / 'checkpoints'} failed: "
+        "[Errno 27] File too large"
+    ), message
+    assert message.endswith("; the run stops here. The last good checkpoint: step 8"), message
+    assert "12" not in os.listdir(workdir / "checkpoints")
+
+
+# -- metrics.jsonl after a resume -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path, compile_cache):
+    # As after a kill between the saves of steps 8 and 12: the log is ahead of the checkpoint.
+    shutil.rmtree(workdir / "checkpoints" / "12")
+    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = _history(workdir)
+    assert [h["step"] for h in history] == list(range(1, 13))
+    straight = _history(trained[1])
+    for resumed, original in zip(history, straight):
+        assert resumed["loss"] == pytest.approx(original["loss"], rel=1e-5), resumed["step"]
