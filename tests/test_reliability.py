@@ -220,6 +220,7 @@ def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir,
     assert stderr_lines(result)[-1].endswith("Slim variants cannot be exported to PyTorch."), (
         result.stderr[-3000:]
     )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert sorted(os.listdir(workdir / "checkpoints")) == ["12.corrupt", "4", "8"]
 
 

@@ -13,7 +13,9 @@ from stica_jax.export.torch_names import MANIFEST_FILE
 
 def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> dict[str, Any]:
     """Export the checkpoint of `workdir` at `step` (None: the latest)."""
-    # Late: restoring imports the trainer, and with it TensorFlow (see `stica_jax.restore`).
+    # Late: restoring imports the trainer, and with it TensorFlow (see `stica_jax.restore`),
+    # which `tensorflow_cpu` loads first: no GPU for TensorFlow, no start-up lines.
+    from data_pipeline import tensorflow_cpu  # noqa: F401
     from stica_jax import restore
 
     config, model, restored_step = restore.restore_model(workdir, step)
@@ -31,9 +33,13 @@ def export_from_config(config: Any, out_dir: str, seed: int = 0) -> dict[str, An
 
 
 def main() -> None:
-    """Parse the flags and export (absl `app.run`)."""
+    """Parse the flags and export (`stica_jax.cli.run`: a user error is one line, exit 2)."""
     from absl import app, flags
     from ml_collections import config_flags
+
+    from data_pipeline.errors import UserError
+    from stica_jax import cli
+    from stica_jax.export.torch_names import UnsupportedArchitectureError
 
     workdir = flags.DEFINE_string("workdir", None, "Training workdir whose checkpoint to export.")
     step = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -48,12 +54,16 @@ def main() -> None:
             raise app.UsageError(f"unexpected arguments {argv[1:]}")
         if (workdir.value is None) == (config.value is None):
             raise app.UsageError("give exactly one of --workdir or --config")
-        if workdir.value is not None:
-            manifest = export_from_workdir(workdir.value, out.value, step.value)
-        else:
-            manifest = export_from_config(config.value, out.value, seed.value)
+        try:
+            if workdir.value is not None:
+                manifest = export_from_workdir(workdir.value, out.value, step.value)
+            else:
+                manifest = export_from_config(config.value, out.value, seed.value)
+        except (UnsupportedArchitectureError, FileNotFoundError) as error:
+            # A slim (demo-size) model, or a workdir that is not one: the user's to change.
+            raise UserError(str(error)) from None
         for name, tensors in manifest["files"].items():
             print(f"{os.path.join(out.value, name)}: {len(tensors)} tensors")
         print(f"{os.path.join(out.value, MANIFEST_FILE)}: step {manifest['step']}")
 
-    app.run(run)
+    cli.run(run)

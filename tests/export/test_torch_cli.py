@@ -1,6 +1,7 @@
 """`python -m stica_jax.export.torch`: --config and --workdir."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from flax import nnx
 
 from stica_jax.export import torch as export
+from tests.command_line import run_fresh
 from tests.tiny import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -30,6 +32,32 @@ def test_cli_needs_exactly_one_source(tmp_path):
     result = run_cli(f"--out={tmp_path}")
     assert result.returncode != 0
     assert "exactly one of --workdir or --config" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("--workdir={tmp}/no_run", "config.json not found"),
+        ("--config=tests/tiny_demo_config.py", "Slim variants cannot be exported to PyTorch."),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(tmp_path, source, message):
+    """A workdir that is not one, a slim model: one line on stderr, status 2, no traceback."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    source = source.format(tmp=tmp_path).replace("tests/", f"{REPO}/tests/")
+    result = run_fresh(
+        ["-m", "stica_jax.export.torch", source, f"--out={tmp_path}/out"],
+        home=str(home),
+        cwd=str(cwd),
+        env={"JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()  # nothing but the error: no start-up lines either
+    assert line.startswith("stica_jax.export.torch: error: ") and message in line, line
+    assert os.listdir(cwd) == []
 
 
 def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
