@@ -11,3 +11,9 @@ except ImportError:
 import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first (a stable sort): under xdist the multi-minute ones then start at once and
+    the fast ones fill the other worker, instead of one slow test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
