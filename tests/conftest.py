@@ -1,4 +1,27 @@
-"""Test set-up: eight fake CPU devices for the data-parallel tests (before JAX starts)."""
+"""Test set-up: eight fake CPU devices for the data-parallel tests (before JAX starts), and one
+JAX compilation cache for the whole session.
+
+The cache: most of the suite's time is XLA compiling the same few tiny programs again, in each
+xdist worker and in every `python -m stica_jax....` subprocess a test starts (a restart, a
+second host, a newcomer's first run). The environment variables below are set here, before JAX
+is imported, in the process that starts pytest; xdist workers and every subprocess inherit them,
+so all of them read and write one cache. It lives for one session (a new temporary directory,
+removed at the end: no state leaks between runs), and it is only a cache: a hit runs the same
+compiled program a miss would compile. `jax_compilation_cache_max_size` turns on the cache's
+file lock, which keeps one process from reading an entry another is still writing. A cache
+directory already in the environment is used as it is (and kept).
+"""
+
+import os
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="stica-jax-test-cache-")
+    os.environ["STICA_JAX_TEST_CACHE_OWNER"] = str(os.getpid())
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
 
 try:
     # torch and torchvision (which loads triton) must be imported before TensorFlow: loading
@@ -14,6 +37,13 @@ jax.config.update("jax_num_cpu_devices", 8)
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests first (a stable sort): under xdist the multi-minute ones then start at once and
-    the fast ones fill the other worker, instead of one slow test running alone at the end."""
+    """Slow tests first (a stable sort). With xdist handing out one test at a time
+    (`--maxschedchunk=1` in setup.cfg), the multi-minute ones start at once, spread over the
+    workers, and the fast ones fill the gaps, instead of one slow test running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_unconfigure(config):
+    """The process that made the session's compilation cache removes it."""
+    if os.environ.get("STICA_JAX_TEST_CACHE_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

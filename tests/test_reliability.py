@@ -36,14 +36,9 @@ def shared_dir(tmp_path_factory, worker_id):
 
 
 @pytest.fixture(scope="session")
-def compile_cache(shared_dir):
-    """Environment of the runs: CPU, and a compilation cache shared by all of them."""
-    return {
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(shared_dir / "jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-    }
+def cpu_env():
+    """The runs' environment: the CPU (their compilation cache is the session's: tests/conftest.py)."""
+    return {"JAX_PLATFORMS": "cpu"}
 
 
 def _main(tmp_path, env, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
@@ -70,7 +65,7 @@ def _main(tmp_path, env, workdir, data_dir, *flags, preexec_fn=None, timeout=600
 
 
 @pytest.fixture(scope="session")
-def trained(shared_dir, compile_cache):
+def trained(shared_dir, cpu_env):
     """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12).
 
     Made once per session: the first xdist worker to need it trains, the other waits for it.
@@ -81,7 +76,7 @@ def trained(shared_dir, compile_cache):
         if not (base / "done").exists():
             shutil.rmtree(base, ignore_errors=True)
             base.mkdir()
-            result = _main(base, compile_cache, workdir, data_dir)
+            result = _main(base, cpu_env, workdir, data_dir)
             assert result.returncode == 0, result.stderr[-3000:]
             (base / "done").write_text("")
     assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
@@ -153,7 +148,7 @@ DAMAGES = [_truncate, _random_bytes, _delete_data_files, _empty, _delete_metadat
 
 
 def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     # Steps 12, 16, ..., 28 (copies of 12), newest first damaged in each of the five ways.
     checkpoints = workdir / "checkpoints"
@@ -163,7 +158,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
             shutil.copytree(checkpoints / "12", checkpoints / str(step))
         damage(str(checkpoints / str(step)))
     # 8 steps in all: the resumed run restores and has nothing left to train (no compile).
-    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.num_epochs=2.67")
+    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.num_epochs=2.67")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "resuming from the checkpoint of step 8" in result.stdout
@@ -188,13 +183,13 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
 
 
 def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     checkpoints = workdir / "checkpoints"
     for step in (4, 8, 12):
         _delete_metadata(str(checkpoints / str(step)))
     config = (workdir / "config.json").read_bytes()
-    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    result = _main(tmp_path, cpu_env, workdir, trained[0])
     message = _error_line(result)
     assert message.startswith(f"no checkpoint in {checkpoints} can be restored (steps 12, 8, 4)")
     assert sorted(os.listdir(checkpoints), key=int) == ["4", "8", "12"]
@@ -229,14 +224,14 @@ def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir,
 
 @pytest.mark.slow
 def test_a_step_that_makes_the_state_non_finite_stops_the_run_before_any_save(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     shutil.rmtree(workdir / "checkpoints" / "12")
     # The issue's command: an update of lr 1e39 overflows the parameters although the loss and
     # gradient it was computed from are finite. Step 9 is the last one: its save is the final.
     result = _main(
         tmp_path,
-        compile_cache,
+        cpu_env,
         workdir,
         trained[0],
         "--config.optimizer.base_lr=1e39",
@@ -273,13 +268,11 @@ def _write_lock(workdir, pid, started="2026-01-02 03:04:05"):
     (workdir / "run.lock").write_text(json.dumps(lock))
 
 
-def test_a_second_run_on_a_workdir_refuses_naming_the_first(
-    trained, workdir, tmp_path, compile_cache
-):
+def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tmp_path, cpu_env):
     _write_lock(workdir, os.getpid())  # held by this (live) test process
     before = sorted(os.listdir(workdir))
     metrics = (workdir / "metrics.jsonl").read_bytes()
-    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    result = _main(tmp_path, cpu_env, workdir, trained[0])
     assert _error_line(result) == (
         f"{workdir} is in use by another run (pid {os.getpid()} on host {socket.gethostname()}, "
         "started 2026-01-02 03:04:05); wait for it to finish, or use another --workdir"
@@ -289,14 +282,14 @@ def test_a_second_run_on_a_workdir_refuses_naming_the_first(
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     pid = int(gone.stdout)
     _write_lock(workdir, pid)
-    result = _main(tmp_path, compile_cache, workdir, trained[0])  # 12 steps: all done already
+    result = _main(tmp_path, cpu_env, workdir, trained[0])  # 12 steps: all done already
     assert result.returncode == 0, result.stderr[-3000:]
     (warning,) = [line for line in stderr_lines(result) if "lock" in line]
     assert warning.endswith(
@@ -310,10 +303,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
 
 
 def test_a_restart_with_another_architecture_is_refused_before_anything_is_written(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     files = {name: (workdir / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
-    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.model.embed_dim=32")
+    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.model.embed_dim=32")
     assert _error_line(result) == (
         f"{workdir} holds a run of another config: model.embed_dim: 16 → 32. Restart with its "
         f"config ({workdir / 'config.json'}), use another --workdir, or pass "
@@ -342,9 +335,9 @@ def test_a_bad_value_is_one_line_before_anything_starts(flag, message, tmp_path)
     assert not workdir.exists() and not data_dir.exists()
 
 
-def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path, compile_cache):
+def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path, cpu_env):
     workdir = tmp_path / "work"
-    result = _main(tmp_path, compile_cache, workdir, trained[0], "--config.num_epochs=0.3")
+    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.num_epochs=0.3")
     assert _error_line(result) == (
         "num_epochs=0.3 of 3 steps each is no step at all; train at least 0.333 epochs"
     )
@@ -368,9 +361,7 @@ def data_copy(trained, tmp_path):
     return str(copy)
 
 
-def test_training_data_without_one_readable_record_stops_in_one_line(
-    data_copy, tmp_path, compile_cache
-):
+def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, tmp_path, cpu_env):
     from data_pipeline.tensorflow_cpu import tf
 
     for shard in _train_shards(data_copy):  # valid TFRecord framing, no example inside
@@ -379,7 +370,7 @@ def test_training_data_without_one_readable_record_stops_in_one_line(
             for _ in range(count):
                 writer.write(b"\x00garbage that is no tf.Example")
     workdir = tmp_path / "work"
-    result = _main(tmp_path, compile_cache, workdir, data_copy, timeout=300)
+    result = _main(tmp_path, cpu_env, workdir, data_copy, timeout=300)
     message = _error_line(result)
     assert re.fullmatch(
         r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 16 "
@@ -392,7 +383,7 @@ def test_training_data_without_one_readable_record_stops_in_one_line(
 
 @pytest.mark.slow
 def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
-    data_copy, tmp_path, compile_cache
+    data_copy, tmp_path, cpu_env
 ):
     (shard,) = _train_shards(data_copy)
     with open(shard, "r+b") as f:  # one flipped byte in the middle: a CRC error
@@ -401,7 +392,7 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
     workdir = tmp_path / "work"
-    result = _main(tmp_path, compile_cache, workdir, data_copy)
+    result = _main(tmp_path, cpu_env, workdir, data_copy)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [line for line in stderr_lines(result) if line.startswith("data loss: ")]
     assert reports, result.stderr[-3000:]
@@ -422,14 +413,14 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
 
 @pytest.mark.slow
 def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoint(
-    trained, workdir, tmp_path, compile_cache
+    trained, workdir, tmp_path, cpu_env
 ):
     shutil.rmtree(workdir / "checkpoints" / "12")
 
     def small_files_only():  # a full disk, as the kernel reports it to a write: EFBIG here
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    result = _main(tmp_path, compile_cache, workdir, trained[0], preexec_fn=small_files_only)
+    result = _main(tmp_path, cpu_env, workdir, trained[0], preexec_fn=small_files_only)
     message = _error_line(result)
     assert message.startswith(
         f"saving the checkpoint of step 12 in {workdir / 'checkpoints'} failed: "
@@ -443,10 +434,10 @@ def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoin
 
 
 @pytest.mark.slow
-def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path, compile_cache):
+def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path, cpu_env):
     # As after a kill between the saves of steps 8 and 12: the log is ahead of the checkpoint.
     shutil.rmtree(workdir / "checkpoints" / "12")
-    result = _main(tmp_path, compile_cache, workdir, trained[0])
+    result = _main(tmp_path, cpu_env, workdir, trained[0])
     assert result.returncode == 0, result.stderr[-3000:]
     history = _history(workdir)
     assert [h["step"] for h in history] == list(range(1, 13))
