@@ -86,3 +86,9 @@ def format_seconds(s: float) -> str:
     """`4m05s`, or `2h03m` from an hour on (the progress line's ETA)."""
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def speed_and_eta(done: int, total_steps: int, steps_per_sec: float, clips_per_sec: float) -> str:
+    """The tail of every progress line: `| 2.41 steps/s 38.6 clips/s | ETA 3m51s`."""
+    eta = (total_steps - done) / max(steps_per_sec, 1e-9)
+    return f"| {steps_per_sec:.2f} steps/s {clips_per_sec:.1f} clips/s | ETA {format_seconds(eta)}"

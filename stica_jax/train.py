@@ -381,11 +381,8 @@ def _train_and_evaluate(
             )
             writer.write_scalars(done, scalars)
             summary = scalars
+            loop.append_metrics(workdir, done, scalars)
             if is_chief:
-                with open(os.path.join(workdir, METRICS_FILE), "a") as f:
-                    f.write(json.dumps({"step": done, **scalars}) + "\n")
-            if is_chief:
-                eta = (total_steps - done) / max(steps_per_sec, 1e-9)
                 terms = " ".join(
                     f"{k[5:]} {scalars[k]:.3f}"
                     for k in sorted(scalars)
@@ -396,8 +393,9 @@ def _train_and_evaluate(
                     f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
                     f"loss {scalars['loss']:.3f} [{terms}] {top1}"
                     f"lr {scalars['learning_rate']:.4f} "
-                    f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
-                    f"| ETA {loop.format_seconds(eta)}",
+                    + loop.speed_and_eta(
+                        done, total_steps, steps_per_sec, scalars["clips_per_sec"]
+                    ),
                     flush=True,
                 )
             last_log_time, last_log_step = time.time(), done

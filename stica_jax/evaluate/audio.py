@@ -30,7 +30,6 @@ to `<workdir>/fold{k}/result.json`, and a restarted run skips it. `results.json`
 """
 
 import functools
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -442,15 +441,12 @@ def run_audio_protocol(
                 flush=True,
             )
 
-    results = results_lib.make_results(
+    return results_lib.finish(
+        workdir,
+        config,
         protocol="audio",
-        dataset=results_lib.dataset_name(config.dataset),
         init=init or init_info(config),
         metrics=["top1"],
         folds=per_fold,
-        config=json.loads(config.to_json_best_effort()),
+        is_chief=is_chief,
     )
-    if is_chief:
-        results_lib.write_results(workdir, results)
-        print(results_lib.summary_line(results), flush=True)
-    return results

@@ -383,18 +383,15 @@ def run_video_protocol(
         elif is_chief:
             print(f"fold {fold}: top-1 {done['top1']:.1f}% (finished earlier)", flush=True)
         per_fold[fold] = done
-    results = results_lib.make_results(
+    return results_lib.finish(
+        workdir,
+        config,
         protocol=config.protocol,
-        dataset=results_lib.dataset_name(config.dataset),
         init=pretrained.info,
         metrics=["top1", "top5"],
         folds=per_fold,
-        config=json.loads(config.to_json_best_effort()),
+        is_chief=is_chief,
     )
-    if is_chief:
-        results_lib.write_results(workdir, results)
-        print(results_lib.summary_line(results), flush=True)
-    return results
 
 
 def _read_evaluations(fold_dir: str) -> dict[int, dict[str, float]]:
@@ -546,13 +543,13 @@ def run_fold(
                 loop.append_metrics(fold_dir, done, scalars)
                 if is_chief:
                     epoch = -(-done // steps_per_epoch)
-                    eta = (total_steps - done) / max(steps_per_sec, 1e-9)
                     print(
                         f"fold {fold} epoch {epoch}/{config.num_epochs} step {done}/{total_steps} "
                         f"({100 * done / total_steps:.0f}%) loss {scalars['loss']:.3f} "
                         f"top1 {100 * scalars['top1']:.1f}% lr {scalars['learning_rate_head']:.5f} "
-                        f"| {steps_per_sec:.2f} steps/s {scalars['clips_per_sec']:.1f} clips/s "
-                        f"| ETA {loop.format_seconds(eta)}",
+                        + loop.speed_and_eta(
+                            done, total_steps, steps_per_sec, scalars["clips_per_sec"]
+                        ),
                         flush=True,
                     )
                 last_time, last_step = time.time(), done

@@ -118,6 +118,32 @@ def write_results(workdir: str, results: Mapping[str, Any]) -> str:
     return path
 
 
+def finish(
+    workdir: str,
+    config: Any,
+    *,
+    protocol: str,
+    init: Mapping[str, Any],
+    metrics: list[str],
+    folds: Mapping[int | str, Mapping[str, float]],
+    is_chief: bool,
+) -> dict[str, Any]:
+    """The end of every protocol run: its results (`make_results` of the ml_collections `config`),
+    written to `<workdir>/results.json` and summed up in one printed line by the chief."""
+    results = make_results(
+        protocol=protocol,
+        dataset=dataset_name(config.dataset),
+        init=init,
+        metrics=metrics,
+        folds=folds,
+        config=json.loads(config.to_json_best_effort()),
+    )
+    if is_chief:
+        write_results(workdir, results)
+        print(summary_line(results), flush=True)
+    return results
+
+
 def read_results(eval_dir: str) -> dict[str, Any]:
     """The `results.json` of `eval_dir`, checked against the schema (`ResultsError` if not)."""
     path = os.path.join(eval_dir, RESULTS_FILE)
