@@ -13,6 +13,7 @@ directory already in the environment is used as it is (and kept).
 """
 
 import os
+import pathlib
 import shutil
 import tempfile
 
@@ -32,8 +33,27 @@ except ImportError:
     pass
 
 import jax
+import pytest
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory, worker_id):
+    """A directory of this test session shared by its xdist workers (one each without xdist)."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("shared")
+    return tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+
+
+@pytest.fixture(scope="session")
+def trained(shared_dir):
+    """(data_dir, workdir) of the tiny demo trained for 12 steps, once per session
+    (tests/tiny_runs.py): for tests that restart, damage (a copy of) or compare with it."""
+    from tests import tiny_runs
+
+    data_dir, workdir = tiny_runs.train_once(shared_dir)
+    return data_dir, pathlib.Path(workdir)
 
 
 def pytest_collection_modifyitems(items):

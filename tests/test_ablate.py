@@ -8,6 +8,7 @@ import pytest
 
 from configs import demo, sota
 from stica_jax import ablate, train
+from tests import tiny_runs
 from tests.command_line import run_fresh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,12 +98,14 @@ def test_a_plan_that_cannot_run_is_refused_before_any_training(names, seeds, mes
         ablate.plan(config, names, seeds)
 
 
-def _run_cli(args, tmp_path):
+def _run_cli(args, tmp_path, env=None):
     """`python -m stica_jax.ablate ARGS` in an empty directory with an empty HOME."""
     cwd, home = tmp_path / "cwd", tmp_path / "home"
     cwd.mkdir(exist_ok=True)
     home.mkdir(exist_ok=True)
-    return run_fresh(["-m", "stica_jax.ablate", *args], home=str(home), cwd=str(cwd), timeout=1200)
+    return run_fresh(
+        ["-m", "stica_jax.ablate", *args], home=str(home), cwd=str(cwd), env=env, timeout=1200
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,17 +126,18 @@ def test_user_errors_are_one_line_with_status_2(args, message, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_ablation_trains_each_run_and_prints_what_they_measured(tmp_path):
+def test_a_tiny_ablation_trains_each_run_and_prints_what_they_measured(trained, tmp_path):
+    # The session's tiny data, and its run's environment: the baseline then compiles the very
+    # train step of the session's trained workdir, which the compilation cache already holds.
     workdir = tmp_path / "ablation"
     args = [
         f"--config={TINY}",
         f"--workdir={workdir}",
-        f"--config.data_dir={tmp_path / 'tfds'}",
-        "--config.num_epochs=1",
+        f"--config.data_dir={trained[0]}",
         "--variants=no_crops",
         "--seeds=1",
     ]
-    result = _run_cli(args, tmp_path)
+    result = _run_cli(args, tmp_path, env=tiny_runs.ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {}
     for run in ("baseline", "no_crops"):
@@ -150,6 +154,6 @@ def test_a_tiny_ablation_trains_each_run_and_prints_what_they_measured(tmp_path)
         )
     assert lines[3].endswith("crops.enabled=False") and lines[4].startswith("random init")
     # Finished runs are not trained again: a second call only reads their results.
-    again = _run_cli(args, tmp_path)
+    again = _run_cli(args, tmp_path, env=tiny_runs.ENV)
     assert again.returncode == 0 and "step 1/" not in again.stdout
     assert (workdir / "table.txt").read_text().splitlines()[2:] == lines[2:]

@@ -3,9 +3,10 @@ a second run on one workdir, a changed config, bad values, a failing save, a res
 `metrics.jsonl`.
 
 Each test runs the tiny demo config (tests/tiny_demo_config.py, 12 steps) as a subprocess, in
-an empty working directory with an empty home. One trained workdir (checkpoints 4, 8, 12) is
-made once and copied per test. The runs share a persistent compilation cache, so only the
-first run of each train step pays for compiling it.
+an empty working directory with an empty home (tests/tiny_runs.py). One trained workdir
+(checkpoints 4, 8, 12; the `trained` fixture of tests/conftest.py) is made once per session and
+copied per test. The runs share the session's compilation cache, so only the first run of each
+train step pays for compiling it.
 """
 
 import glob
@@ -18,69 +19,18 @@ import socket
 import subprocess
 import sys
 
-import filelock
 import numpy as np
 import pytest
 
-from tests.command_line import ROOT, run_fresh, stderr_lines
-
-CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
-
-
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory, worker_id):
-    """A directory of this test session shared by its xdist workers (one each without xdist)."""
-    if worker_id == "master":
-        return tmp_path_factory.mktemp("shared")
-    return tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+from tests import tiny_runs
+from tests.command_line import run_fresh, stderr_lines
 
 
-@pytest.fixture(scope="session")
-def cpu_env():
-    """The runs' environment: the CPU (their compilation cache is the session's: tests/conftest.py)."""
-    return {"JAX_PLATFORMS": "cpu"}
-
-
-def _main(tmp_path, env, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
+def _main(tmp_path, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
     """`run` of the issue: the tiny demo without online evaluation, from empty dirs."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir(exist_ok=True)
-    cwd.mkdir(exist_ok=True)
-    return run_fresh(
-        [
-            "-m",
-            "stica_jax.main",
-            f"--config={CONFIG}",
-            f"--workdir={workdir}",
-            f"--config.data_dir={data_dir}",
-            "--config.eval.method=none",
-            *flags,
-        ],
-        home=str(home),
-        cwd=str(cwd),
-        env=env,
-        preexec_fn=preexec_fn,
-        timeout=timeout,
+    return tiny_runs.run_main(
+        tmp_path, workdir, data_dir, *flags, preexec_fn=preexec_fn, timeout=timeout
     )
-
-
-@pytest.fixture(scope="session")
-def trained(shared_dir, cpu_env):
-    """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12).
-
-    Made once per session: the first xdist worker to need it trains, the other waits for it.
-    """
-    base = shared_dir / "trained"
-    data_dir, workdir = base / "data", base / "work"
-    with filelock.FileLock(str(shared_dir / "trained.lock")):
-        if not (base / "done").exists():
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir()
-            result = _main(base, cpu_env, workdir, data_dir)
-            assert result.returncode == 0, result.stderr[-3000:]
-            (base / "done").write_text("")
-    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
-    return str(data_dir), workdir
 
 
 @pytest.fixture
@@ -148,7 +98,7 @@ DAMAGES = [_truncate, _random_bytes, _delete_data_files, _empty, _delete_metadat
 
 
 def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
-    trained, workdir, tmp_path, cpu_env
+    trained, workdir, tmp_path
 ):
     # Steps 12, 16, ..., 28 (copies of 12), newest first damaged in each of the five ways.
     checkpoints = workdir / "checkpoints"
@@ -158,7 +108,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
             shutil.copytree(checkpoints / "12", checkpoints / str(step))
         damage(str(checkpoints / str(step)))
     # 8 steps in all: the resumed run restores and has nothing left to train (no compile).
-    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.num_epochs=2.67")
+    result = _main(tmp_path, workdir, trained[0], "--config.num_epochs=2.67")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "resuming from the checkpoint of step 8" in result.stdout
@@ -183,13 +133,13 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
 
 
 def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over(
-    trained, workdir, tmp_path, cpu_env
+    trained, workdir, tmp_path
 ):
     checkpoints = workdir / "checkpoints"
     for step in (4, 8, 12):
         _delete_metadata(str(checkpoints / str(step)))
     config = (workdir / "config.json").read_bytes()
-    result = _main(tmp_path, cpu_env, workdir, trained[0])
+    result = _main(tmp_path, workdir, trained[0])
     message = _error_line(result)
     assert message.startswith(f"no checkpoint in {checkpoints} can be restored (steps 12, 8, 4)")
     assert sorted(os.listdir(checkpoints), key=int) == ["4", "8", "12"]
@@ -224,14 +174,13 @@ def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir,
 
 @pytest.mark.slow
 def test_a_step_that_makes_the_state_non_finite_stops_the_run_before_any_save(
-    trained, workdir, tmp_path, cpu_env
+    trained, workdir, tmp_path
 ):
     shutil.rmtree(workdir / "checkpoints" / "12")
     # The issue's command: an update of lr 1e39 overflows the parameters although the loss and
     # gradient it was computed from are finite. Step 9 is the last one: its save is the final.
     result = _main(
         tmp_path,
-        cpu_env,
         workdir,
         trained[0],
         "--config.optimizer.base_lr=1e39",
@@ -268,11 +217,11 @@ def _write_lock(workdir, pid, started="2026-01-02 03:04:05"):
     (workdir / "run.lock").write_text(json.dumps(lock))
 
 
-def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tmp_path, cpu_env):
+def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tmp_path):
     _write_lock(workdir, os.getpid())  # held by this (live) test process
     before = sorted(os.listdir(workdir))
     metrics = (workdir / "metrics.jsonl").read_bytes()
-    result = _main(tmp_path, cpu_env, workdir, trained[0])
+    result = _main(tmp_path, workdir, trained[0])
     assert _error_line(result) == (
         f"{workdir} is in use by another run (pid {os.getpid()} on host {socket.gethostname()}, "
         "started 2026-01-02 03:04:05); wait for it to finish, or use another --workdir"
@@ -281,15 +230,13 @@ def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tm
     assert (workdir / "metrics.jsonl").read_bytes() == metrics
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
-    trained, workdir, tmp_path, cpu_env
-):
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(trained, workdir, tmp_path):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     pid = int(gone.stdout)
     _write_lock(workdir, pid)
-    result = _main(tmp_path, cpu_env, workdir, trained[0])  # 12 steps: all done already
+    result = _main(tmp_path, workdir, trained[0])  # 12 steps: all done already
     assert result.returncode == 0, result.stderr[-3000:]
     (warning,) = [line for line in stderr_lines(result) if "lock" in line]
     assert warning.endswith(
@@ -303,10 +250,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
 
 
 def test_a_restart_with_another_architecture_is_refused_before_anything_is_written(
-    trained, workdir, tmp_path, cpu_env
+    trained, workdir, tmp_path
 ):
     files = {name: (workdir / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
-    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.model.embed_dim=32")
+    result = _main(tmp_path, workdir, trained[0], "--config.model.embed_dim=32")
     assert _error_line(result) == (
         f"{workdir} holds a run of another config: model.embed_dim: 16 → 32. Restart with its "
         f"config ({workdir / 'config.json'}), use another --workdir, or pass "
@@ -330,14 +277,14 @@ def test_a_restart_with_another_architecture_is_refused_before_anything_is_writt
 )
 def test_a_bad_value_is_one_line_before_anything_starts(flag, message, tmp_path):
     workdir, data_dir = tmp_path / "work", tmp_path / "data"
-    result = _main(tmp_path, {"JAX_PLATFORMS": "cpu"}, workdir, data_dir, flag)
+    result = _main(tmp_path, workdir, data_dir, flag)
     assert _error_line(result) == message
     assert not workdir.exists() and not data_dir.exists()
 
 
-def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path, cpu_env):
+def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path):
     workdir = tmp_path / "work"
-    result = _main(tmp_path, cpu_env, workdir, trained[0], "--config.num_epochs=0.3")
+    result = _main(tmp_path, workdir, trained[0], "--config.num_epochs=0.3")
     assert _error_line(result) == (
         "num_epochs=0.3 of 3 steps each is no step at all; train at least 0.333 epochs"
     )
@@ -361,7 +308,7 @@ def data_copy(trained, tmp_path):
     return str(copy)
 
 
-def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, tmp_path, cpu_env):
+def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, tmp_path):
     from data_pipeline.tensorflow_cpu import tf
 
     for shard in _train_shards(data_copy):  # valid TFRecord framing, no example inside
@@ -370,7 +317,7 @@ def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, 
             for _ in range(count):
                 writer.write(b"\x00garbage that is no tf.Example")
     workdir = tmp_path / "work"
-    result = _main(tmp_path, cpu_env, workdir, data_copy, timeout=300)
+    result = _main(tmp_path, workdir, data_copy, timeout=300)
     message = _error_line(result)
     assert re.fullmatch(
         r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 16 "
@@ -383,7 +330,7 @@ def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, 
 
 @pytest.mark.slow
 def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
-    data_copy, tmp_path, cpu_env
+    data_copy, tmp_path
 ):
     (shard,) = _train_shards(data_copy)
     with open(shard, "r+b") as f:  # one flipped byte in the middle: a CRC error
@@ -392,7 +339,7 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
     workdir = tmp_path / "work"
-    result = _main(tmp_path, cpu_env, workdir, data_copy)
+    result = _main(tmp_path, workdir, data_copy)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [line for line in stderr_lines(result) if line.startswith("data loss: ")]
     assert reports, result.stderr[-3000:]
@@ -413,14 +360,14 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
 
 @pytest.mark.slow
 def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoint(
-    trained, workdir, tmp_path, cpu_env
+    trained, workdir, tmp_path
 ):
     shutil.rmtree(workdir / "checkpoints" / "12")
 
     def small_files_only():  # a full disk, as the kernel reports it to a write: EFBIG here
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    result = _main(tmp_path, cpu_env, workdir, trained[0], preexec_fn=small_files_only)
+    result = _main(tmp_path, workdir, trained[0], preexec_fn=small_files_only)
     message = _error_line(result)
     assert message.startswith(
         f"saving the checkpoint of step 12 in {workdir / 'checkpoints'} failed: "
@@ -434,10 +381,10 @@ def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoin
 
 
 @pytest.mark.slow
-def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path, cpu_env):
+def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path):
     # As after a kill between the saves of steps 8 and 12: the log is ahead of the checkpoint.
     shutil.rmtree(workdir / "checkpoints" / "12")
-    result = _main(tmp_path, cpu_env, workdir, trained[0])
+    result = _main(tmp_path, workdir, trained[0])
     assert result.returncode == 0, result.stderr[-3000:]
     history = _history(workdir)
     assert [h["step"] for h in history] == list(range(1, 13))

@@ -14,29 +14,21 @@ import time
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
+from tests import tiny_runs
+from tests.command_line import ROOT
 
 
 def _main(workdir, data_dir, *flags, devices=4, extra_env=None):
+    """`python -m stica_jax.main` on the tiny config (tests/tiny_runs.py), output captured."""
     env = dict(
         os.environ,
+        **tiny_runs.ENV,
         JAX_NUM_CPU_DEVICES=str(devices),
-        JAX_PLATFORMS="cpu",
         TF_CPP_MIN_LOG_LEVEL="2",
         **(extra_env or {}),
     )
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stica_jax.main",
-            f"--config={CONFIG}",
-            f"--workdir={workdir}",
-            f"--config.data_dir={data_dir}",
-            "--config.eval.method=none",
-            *flags,
-        ],
+        [sys.executable, *tiny_runs.main_command(workdir, data_dir, *flags)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -66,18 +58,10 @@ def _final_params(workdir):
     return step, [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Generate the tiny AV-digits once (a short run does it), shared by the tests."""
-    path = str(tmp_path_factory.mktemp("data"))
-    _finish(_main(str(tmp_path_factory.mktemp("warmup")), path, "--config.num_epochs=0"))
-    return path
-
-
 @pytest.mark.slow
-def test_sigkill_and_restart_ends_with_identical_parameters(data_dir, tmp_path):
-    straight = str(tmp_path / "straight")
-    _finish(_main(straight, data_dir))
+def test_sigkill_and_restart_ends_with_identical_parameters(trained, tmp_path):
+    # The uninterrupted run is the session's trained workdir: the same config on 4 devices.
+    data_dir, straight = trained[0], str(trained[1])
     killed = str(tmp_path / "killed")
     proc = _main(killed, data_dir, "--config.checkpoint_every_steps=2")
     # Kill between checkpoints, once a few steps past the first checkpoint have been logged.
@@ -108,7 +92,7 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_two_processes_of_two_devices_follow_one_process_of_four(data_dir, tmp_path):
+def test_two_processes_of_two_devices_follow_one_process_of_four(trained, tmp_path):
     """Same global batches (2 fixed data shards), the same loss trajectory, step for step.
 
     Run in float64 compute (parameters stay float32): in float32 this tiny network's gradients
@@ -119,6 +103,7 @@ def test_two_processes_of_two_devices_follow_one_process_of_four(data_dir, tmp_p
     """
     flags = ("--config.input_shards=2", "--config.num_epochs=2", "--config.model.dtype=float64")
     x64 = {"JAX_ENABLE_X64": "1"}
+    data_dir = trained[0]
     single = str(tmp_path / "single")
     _finish(_main(single, data_dir, *flags, extra_env=x64))
     multi = str(tmp_path / "multi")
