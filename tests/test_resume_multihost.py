@@ -20,13 +20,8 @@ from tests.command_line import ROOT
 
 def _main(workdir, data_dir, *flags, devices=4, extra_env=None):
     """`python -m stica_jax.main` on the tiny config (tests/tiny_runs.py), output captured."""
-    env = dict(
-        os.environ,
-        **tiny_runs.ENV,
-        JAX_NUM_CPU_DEVICES=str(devices),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        **(extra_env or {}),
-    )
+    env = {**os.environ, **tiny_runs.ENV, "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
+    env["JAX_NUM_CPU_DEVICES"] = str(devices)
     return subprocess.Popen(
         [sys.executable, *tiny_runs.main_command(workdir, data_dir, *flags)],
         cwd=ROOT,
