@@ -75,10 +75,13 @@ def shard_batches(
     )
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
 def append_metrics(workdir: str, step: int, scalars: Mapping[str, float]) -> None:
     """One line `{"step": step, **scalars}` at the end of `workdir/metrics.jsonl` (process 0)."""
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "metrics.jsonl"), "a") as file:
+        with open(os.path.join(workdir, METRICS_FILE), "a") as file:
             file.write(json.dumps({"step": step, **scalars}) + "\n")
 
 

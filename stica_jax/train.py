@@ -55,7 +55,6 @@ def video_map_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     return tuple(out.shape[1:4])
 
 
-METRICS_FILE = "metrics.jsonl"
 MODES = ("pretrain", "supervised")
 # Online evaluators of each mode: frozen-feature probes of a pretrained model, or the top-1
 # of the trained classifier itself.
@@ -435,7 +434,7 @@ def _non_finite_error(metrics: dict[str, Any], step: int, manager) -> NonFiniteE
 def _drop_metrics_after(workdir: str, step: int) -> None:
     """Rewrite `metrics.jsonl` (atomically) without the rows of steps after `step`: those of a
     run that went past its last checkpoint, which the resumed run logs again."""
-    path = os.path.join(workdir, METRICS_FILE)
+    path = os.path.join(workdir, loop.METRICS_FILE)
     if not os.path.exists(path):
         return
     with open(path) as file:
@@ -466,9 +465,8 @@ def _online_eval(config, eval_data, graphdef, state, initial, mesh, writer, work
         for modality, acc in table["trained"].items()
     }
     writer.write_scalars(step, scalars)
+    loop.append_metrics(workdir, step, scalars)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, METRICS_FILE), "a") as f:
-            f.write(json.dumps({"step": step, **scalars}) + "\n")
         print(format_probe_table(config, table), flush=True)
     return table
 
