@@ -13,7 +13,6 @@ directory already in the environment is used as it is (and kept).
 """
 
 import os
-import pathlib
 import shutil
 import tempfile
 
@@ -52,8 +51,7 @@ def trained(shared_dir):
     (tests/tiny_runs.py): for tests that restart, damage (a copy of) or compare with it."""
     from tests import tiny_runs
 
-    data_dir, workdir = tiny_runs.train_once(shared_dir)
-    return data_dir, pathlib.Path(workdir)
+    return tiny_runs.train_once(shared_dir)
 
 
 def pytest_collection_modifyitems(items):

@@ -11,8 +11,7 @@ from stica_jax import ablate, train
 from tests import tiny_runs
 from tests.command_line import run_fresh
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "tests", "tiny_demo_config.py")
+TINY = tiny_runs.CONFIG
 
 
 def test_default_variants_are_the_five_ablations_opposite_to_the_baseline():

@@ -26,13 +26,6 @@ from tests import tiny_runs
 from tests.command_line import run_fresh, stderr_lines
 
 
-def _main(tmp_path, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
-    """`run` of the issue: the tiny demo without online evaluation, from empty dirs."""
-    return tiny_runs.run_main(
-        tmp_path, workdir, data_dir, *flags, preexec_fn=preexec_fn, timeout=timeout
-    )
-
-
 @pytest.fixture
 def workdir(trained, tmp_path):
     """A copy of the trained workdir, for this test to damage."""
@@ -108,7 +101,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
             shutil.copytree(checkpoints / "12", checkpoints / str(step))
         damage(str(checkpoints / str(step)))
     # 8 steps in all: the resumed run restores and has nothing left to train (no compile).
-    result = _main(tmp_path, workdir, trained[0], "--config.num_epochs=2.67")
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0], "--config.num_epochs=2.67")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "resuming from the checkpoint of step 8" in result.stdout
@@ -139,7 +132,7 @@ def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over
     for step in (4, 8, 12):
         _delete_metadata(str(checkpoints / str(step)))
     config = (workdir / "config.json").read_bytes()
-    result = _main(tmp_path, workdir, trained[0])
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0])
     message = _error_line(result)
     assert message.startswith(f"no checkpoint in {checkpoints} can be restored (steps 12, 8, 4)")
     assert sorted(os.listdir(checkpoints), key=int) == ["4", "8", "12"]
@@ -179,7 +172,7 @@ def test_a_step_that_makes_the_state_non_finite_stops_the_run_before_any_save(
     shutil.rmtree(workdir / "checkpoints" / "12")
     # The issue's command: an update of lr 1e39 overflows the parameters although the loss and
     # gradient it was computed from are finite. Step 9 is the last one: its save is the final.
-    result = _main(
+    result = tiny_runs.run_main(
         tmp_path,
         workdir,
         trained[0],
@@ -221,7 +214,7 @@ def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tm
     _write_lock(workdir, os.getpid())  # held by this (live) test process
     before = sorted(os.listdir(workdir))
     metrics = (workdir / "metrics.jsonl").read_bytes()
-    result = _main(tmp_path, workdir, trained[0])
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0])
     assert _error_line(result) == (
         f"{workdir} is in use by another run (pid {os.getpid()} on host {socket.gethostname()}, "
         "started 2026-01-02 03:04:05); wait for it to finish, or use another --workdir"
@@ -236,7 +229,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(trained, wo
     )
     pid = int(gone.stdout)
     _write_lock(workdir, pid)
-    result = _main(tmp_path, workdir, trained[0])  # 12 steps: all done already
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0])  # 12 steps: all done already
     assert result.returncode == 0, result.stderr[-3000:]
     (warning,) = [line for line in stderr_lines(result) if "lock" in line]
     assert warning.endswith(
@@ -253,7 +246,7 @@ def test_a_restart_with_another_architecture_is_refused_before_anything_is_writt
     trained, workdir, tmp_path
 ):
     files = {name: (workdir / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
-    result = _main(tmp_path, workdir, trained[0], "--config.model.embed_dim=32")
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0], "--config.model.embed_dim=32")
     assert _error_line(result) == (
         f"{workdir} holds a run of another config: model.embed_dim: 16 → 32. Restart with its "
         f"config ({workdir / 'config.json'}), use another --workdir, or pass "
@@ -277,14 +270,14 @@ def test_a_restart_with_another_architecture_is_refused_before_anything_is_writt
 )
 def test_a_bad_value_is_one_line_before_anything_starts(flag, message, tmp_path):
     workdir, data_dir = tmp_path / "work", tmp_path / "data"
-    result = _main(tmp_path, workdir, data_dir, flag)
+    result = tiny_runs.run_main(tmp_path, workdir, data_dir, flag)
     assert _error_line(result) == message
     assert not workdir.exists() and not data_dir.exists()
 
 
 def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path):
     workdir = tmp_path / "work"
-    result = _main(tmp_path, workdir, trained[0], "--config.num_epochs=0.3")
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0], "--config.num_epochs=0.3")
     assert _error_line(result) == (
         "num_epochs=0.3 of 3 steps each is no step at all; train at least 0.333 epochs"
     )
@@ -317,7 +310,7 @@ def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, 
             for _ in range(count):
                 writer.write(b"\x00garbage that is no tf.Example")
     workdir = tmp_path / "work"
-    result = _main(tmp_path, workdir, data_copy, timeout=300)
+    result = tiny_runs.run_main(tmp_path, workdir, data_copy, timeout=300)
     message = _error_line(result)
     assert re.fullmatch(
         r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 16 "
@@ -339,7 +332,7 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
     workdir = tmp_path / "work"
-    result = _main(tmp_path, workdir, data_copy)
+    result = tiny_runs.run_main(tmp_path, workdir, data_copy)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [line for line in stderr_lines(result) if line.startswith("data loss: ")]
     assert reports, result.stderr[-3000:]
@@ -367,7 +360,7 @@ def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoin
     def small_files_only():  # a full disk, as the kernel reports it to a write: EFBIG here
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    result = _main(tmp_path, workdir, trained[0], preexec_fn=small_files_only)
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0], preexec_fn=small_files_only)
     message = _error_line(result)
     assert message.startswith(
         f"saving the checkpoint of step 12 in {workdir / 'checkpoints'} failed: "
@@ -384,7 +377,7 @@ def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoin
 def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path):
     # As after a kill between the saves of steps 8 and 12: the log is ahead of the checkpoint.
     shutil.rmtree(workdir / "checkpoints" / "12")
-    result = _main(tmp_path, workdir, trained[0])
+    result = tiny_runs.run_main(tmp_path, workdir, trained[0])
     assert result.returncode == 0, result.stderr[-3000:]
     history = _history(workdir)
     assert [h["step"] for h in history] == list(range(1, 13))

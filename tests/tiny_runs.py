@@ -8,6 +8,7 @@ workdir costs seconds, not a compile.
 """
 
 import os
+import pathlib
 import shutil
 
 import filelock
@@ -46,7 +47,7 @@ def run_main(tmp_path, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
     )
 
 
-def train_once(shared_dir) -> tuple[str, str]:
+def train_once(shared_dir) -> tuple[str, pathlib.Path]:
     """(data_dir, workdir): the tiny AV-digits, and 12 steps trained on it (checkpoints 4, 8, 12),
     made once per session under `shared_dir`: the first xdist worker to need it trains, the
     others wait for it. Tests copy the workdir before they change anything in it."""
@@ -60,4 +61,4 @@ def train_once(shared_dir) -> tuple[str, str]:
             assert result.returncode == 0, result.stderr[-3000:]
             (base / "done").write_text("")
     assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
-    return str(data_dir), str(workdir)
+    return str(data_dir), workdir
