@@ -279,7 +279,7 @@ def make_train_step(
         new_state = step_lib.TrainState(
             step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state
         )
-        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+        new_state = step_lib.keep_if(finite, new_state, state)
         metrics = dict(aux, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
         return new_state, metrics
 
