@@ -84,8 +84,9 @@ def test_temporal_crop_equals_numpy_slice_at_its_offset():
 
 def test_same_key_same_crops_and_crops_differ_across_samples():
     config = CropConfig()
-    a = feature_crops(FMAP, KEYS, config)
-    b = feature_crops(FMAP, KEYS, config)
+    crop = jax.jit(feature_crops, static_argnums=2)
+    a = crop(FMAP, KEYS, config)
+    b = crop(FMAP, KEYS, config)
     jax.tree.map(np.testing.assert_array_equal, a, b)
     _, offsets = spatial_crops(FMAP, KEYS, 4, 4)
     distinct = {tuple(map(tuple, np.asarray(o))) for o in offsets}

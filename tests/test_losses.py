@@ -8,6 +8,8 @@ NumPy for values and on torch for gradients: `detach` is the code's `.detach()`.
 The spec's earlier reading (`crop_pairs="all"`) has its own NumPy reference, `all_pairs_loss`.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,7 +171,8 @@ def outputs(seed=0, counts=SOTA_COUNTS, aligned_pair=True):
 
 
 def _loss(out, **kw):
-    loss, aux = stica_loss(jax.tree.map(jnp.asarray, out), **kw)
+    # Jitted: run op by op, every small op is its own compile (~50 s a test on 2 busy cores).
+    loss, aux = jax.jit(functools.partial(stica_loss, **kw))(jax.tree.map(jnp.asarray, out))
     return float(loss), float(aux["loss_crops"]), float(aux["loss_av"])
 
 
@@ -240,7 +243,7 @@ def test_gradients_equal_torch_autograd_of_the_official_code(detach_keys):
     def jax_loss(o):
         return stica_loss(o, crop_pairs="official", detach_keys=detach_keys)[0]
 
-    got = jax.grad(jax_loss)(jax.tree.map(jnp.asarray, out))
+    got = jax.jit(jax.grad(jax_loss))(jax.tree.map(jnp.asarray, out))
     leaves = jax.tree.map(
         lambda x: torch.tensor(np.asarray(x, np.float64), requires_grad=True), out
     )

@@ -112,32 +112,38 @@ def test_supervised_loss_and_grads_with_crops_are_device_count_invariant():
 
 
 @pytest.mark.slow
-def test_supervised_float32_loss_without_crops_matches_across_device_counts():
-    config = tiny_supervised_config(crops=False)
-    (l1, aux1, g1, _), (l8, aux8, g8, _) = (_grads(config, n) for n in (1, 8))
+def test_supervised_loss_without_crops_is_device_count_invariant():
+    """In float64: in float32 this tiny net's gradients are only accurate to ~1e-3 relative on
+    one device (tests/test_step.py), and a fixed float32 bound here failed by rounding (1.3e-3
+    measured against a bound of 1e-3)."""
+    config = tiny_supervised_config("float64", crops=False)
+    with jax.enable_x64(True):
+        (l1, aux1, g1, s1), (l8, aux8, g8, s8) = (_grads(config, n, np.float64) for n in (1, 8))
     assert "loss_crops" not in aux1
-    np.testing.assert_allclose(l8, l1, rtol=1e-5)
+    np.testing.assert_allclose(l8, l1, rtol=1e-10)
     np.testing.assert_allclose(aux8["top1"], aux1["top1"])
-    assert _rel(g1, g8) < 1e-3  # float32 accuracy of this tiny net (see tests/test_step.py)
+    assert _rel(g1, g8) < 1e-6 and _rel(s1, s8) < 1e-10
 
 
 def test_crops_follow_their_keys_and_a_map_sized_crop_is_the_full_clip():
     config = tiny_supervised_config(dropout=0.0)
     video = jnp.asarray(random_supervised_batch(config, 2)["video"])
     keys = step.sample_keys(jax.random.key(0), jnp.arange(2))
+    # Jitted: op by op, each of the network's small ops would be a compile of its own.
+    outputs = nnx.jit(lambda model, video, keys: model.training_outputs(video, keys))
     model = build_train_model(config, rngs=nnx.Rngs(0))
     model.train()
-    out = model.training_outputs(video, keys)
+    out = outputs(model, video, keys)
     assert out["logits"].shape == (2, 10) and out["crop_logits"].shape == (2, 4, 10)
-    again = model.training_outputs(video, keys)  # same keys: same crops
+    again = outputs(model, video, keys)  # same keys: same crops
     np.testing.assert_array_equal(again["crop_logits"], out["crop_logits"])
-    other = model.training_outputs(video, step.sample_keys(jax.random.key(1), jnp.arange(2)))
+    other = outputs(model, video, step.sample_keys(jax.random.key(1), jnp.arange(2)))
     assert not np.allclose(other["crop_logits"], out["crop_logits"])
     # 4×4 crops of the 4×4 map go through the same pooling and fc as the full map.
     config.crops.space_large, config.crops.n_space_small = 4, 0
     model = build_train_model(config, rngs=nnx.Rngs(0))
     model.train()
-    out = model.training_outputs(video, keys)
+    out = outputs(model, video, keys)
     for j in range(2):
         np.testing.assert_allclose(out["crop_logits"][:, j], out["logits"], rtol=1e-5, atol=1e-6)
 
