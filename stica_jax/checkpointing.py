@@ -14,7 +14,10 @@ Damage is survived, never hidden:
 - `config.json` is written atomically.
 """
 
+import contextlib
+import gc
 import json
+import logging as std_logging
 import os
 import re
 from typing import Any
@@ -220,7 +223,8 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
             f"(steps: {', '.join(map(str, sorted(manager.all_steps()))) or 'none'})"
         )
     try:
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+        with abandoned_reads_unlogged():
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
     except Exception as error:
         raise CheckpointError(
             f"the checkpoint of step {step} in {manager.directory} cannot be restored: "
@@ -252,10 +256,11 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     failures: list[tuple[int, str]] = []
     for step in steps:
         try:
-            state, error = (
-                manager.restore(step, args=ocp.args.StandardRestore(abstract_state)),
-                None,
-            )
+            with abandoned_reads_unlogged():
+                state, error = (
+                    manager.restore(step, args=ocp.args.StandardRestore(abstract_state)),
+                    None,
+                )
         except Exception as caught:  # orbax and TensorStore raise many kinds; all mean unreadable
             state, error = None, caught
         if distributed.all_processes_agree(error is None):
@@ -286,6 +291,35 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     if failures:
         manager.reload()
     return state, step
+
+
+class _UnretrievedAsyncErrors(std_logging.Filter):
+    """Drops asyncio's "Future/Task exception was never retrieved" records."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(
+            ("Future exception was never retrieved", "Task exception was never retrieved")
+        )
+
+
+@contextlib.contextmanager
+def abandoned_reads_unlogged():
+    """Within: asyncio does not log the errors of a failed restore's abandoned reads.
+
+    Orbax reads a checkpoint's arrays concurrently. When one read fails, the restore raises
+    that error (reported in one line by the callers) and the reads still in flight are
+    abandoned; when their failed futures are collected, asyncio logs each one with its
+    traceback, a screenful per damaged checkpoint, and whether it does depends on timing. The
+    futures are collected before the filter is removed.
+    """
+    log = std_logging.getLogger("asyncio")
+    quiet = _UnretrievedAsyncErrors()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        gc.collect()
+        log.removeFilter(quiet)
 
 
 def first_error(error: BaseException) -> str:
