@@ -22,6 +22,15 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
+# LLVM without its optimisation passes: XLA's own HLO optimisations still run, so the programs are
+# the same computations, but each compiles in about 60 % of the time (the tiny train step: 33 s
+# -> 19 s; a tiny training run 125 -> 68 s of CPU) and runs slower, and the suite is compile-bound.
+# Float results differ from the default build's at rounding level (different instruction
+# selection), so no test may hold a number measured with another build.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
 
 try:
     # torch and torchvision (which loads triton) must be imported before TensorFlow: loading
