@@ -3,8 +3,9 @@
 BatchNorm (synchronised over the `data` axis), dropout, feature crops and the all-gathered NCE
 are all on. In float64 the two agree to ~1e-8 — the parallel computation is exact. In float32
 this tiny random network's gradients are only accurate to ~1e-3 relative *on one device*
-(measured against float64), so float32 is checked by: the loss agrees to 1e-5, and the 8-device
-gradient is as close to the float64 truth as the 1-device one is.
+(measured against float64, with XLA's default CPU build), so float32 is checked by: the loss
+agrees to 1e-5, and the 8-device gradient is about as close to the float64 truth as the 1-device
+one is.
 """
 
 import jax
@@ -80,5 +81,9 @@ def test_float32_matches_one_device_within_float32_accuracy(float64_runs):
     for k in aux1:
         np.testing.assert_allclose(aux8[k], aux1[k], rtol=1e-5, err_msg=k)
     assert _rel(s1, s8) < 1e-5
+    # How accurate one device is depends on XLA's CPU build: ~1e-3 with LLVM's optimisations,
+    # 6e-6 without them (the suite's, tests/conftest.py). Eight devices sum the batch in
+    # another order: 6.5e-5 measured without them. A missing or doubled gradient sum would be
+    # off by O(1).
     err1, err8 = _rel(g64, g1), _rel(g64, g8)
-    assert err1 < 1e-2 and err8 < 2 * err1 + 1e-5, (err1, err8)
+    assert err1 < 1e-2 and err8 < 2 * err1 + 1e-4, (err1, err8)
