@@ -8,8 +8,8 @@ import numpy as np
 from stica_jax import step
 
 
-def _state(num_leaves: int, value: float = 1.0) -> list[jax.Array]:
-    return [jnp.full((4 + i % 5, 3), value, jnp.float32) for i in range(num_leaves)]
+def _state(num_leaves: int) -> list[jax.Array]:
+    return [jnp.ones((4 + i % 5, 3), jnp.float32) for i in range(num_leaves)]
 
 
 def _guarded_update(state):
