@@ -67,6 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.fft_length = 1024  # spec §7
     config.input.volume_jitter = (0.9, 1.1)  # volume jitter (seed §6.1, spec §7)
     config.input.blur_kernel_size = 11  # Gaussian blur kernel (spec §7)
+    config.input.num_parallel_calls = 0  # records decoded at once per host; 0 = one per core
     config.train_split = "train"
     config.input_shards = 0  # data shards; 0 = one per host (fix it to make runs host-count-free)
 

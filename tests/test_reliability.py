@@ -55,18 +55,26 @@ def _error_line(result):
 # -- Damaged checkpoints --------------------------------------------------------------------------
 
 
-def _largest_file(directory):
-    files = [os.path.join(d, n) for d, _, names in os.walk(directory) for n in names]
+def _largest_data_file(step_dir):
+    """The largest file of array data (OCDBT's `d/` directories). Not simply the largest file:
+    that may be one a restore with a given target never reads (`_sharding`, array metadata),
+    depending on how the values compress."""
+    files = [
+        os.path.join(d, n)
+        for d, _, names in os.walk(step_dir)
+        if os.path.basename(d) == "d"
+        for n in names
+    ]
     return max(files, key=os.path.getsize)
 
 
 def _truncate(step_dir):
-    path = _largest_file(step_dir)
+    path = _largest_data_file(step_dir)
     os.truncate(path, os.path.getsize(path) // 2)
 
 
 def _random_bytes(step_dir):
-    path = _largest_file(step_dir)
+    path = _largest_data_file(step_dir)
     with open(path, "wb") as f:
         f.write(np.random.default_rng(0).bytes(os.path.getsize(path)))
 

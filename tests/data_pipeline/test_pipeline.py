@@ -385,3 +385,39 @@ def test_a_stream_without_a_valid_record_stops_within_a_bounded_lookahead(
         r"consecutive batches of 4 \(40 records failed to parse or decode, from step 0 on\)",
     ):
         next(batches)
+
+
+def _interleave_parallelism(dataset):
+    """(cycle_length, num_parallel_calls) of every parallel interleave in `dataset`'s graph."""
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(
+        tf.raw_ops.DatasetToGraphV2(input_dataset=dataset._variant_tensor).numpy()
+    )
+    nodes = {node.name: node for node in graph.node}
+
+    def constant(name):
+        return int(tf.make_ndarray(nodes[name.split(":")[0]].attr["value"].tensor))
+
+    found = []
+    for node in graph.node:
+        if node.op.startswith("ParallelInterleaveDataset"):
+            # Inputs: input_dataset, other_arguments..., cycle_length, block_length,
+            # buffer_output_elements, prefetch_input_elements, num_parallel_calls (V4).
+            cycle, _, _, _, parallel = node.input[-5:]
+            found.append((constant(cycle), constant(parallel)))
+    return found
+
+
+@pytest.mark.parametrize("requested, expected", [(0, len(os.sched_getaffinity(0))), (3, 3)])
+def test_records_are_decoded_at_a_fixed_parallelism_not_an_autotuned_one(requested, expected):
+    # With an AUTOTUNE parallelism (-1) in the pipeline, deleting its iterator after the CPU had
+    # been busy blocked for 27-38 s, at the end of every training run and evaluation pass
+    # (data_pipeline/pipeline.py, InputConfig.num_parallel_calls).
+    records = tf.data.Dataset.range(8).map(lambda i: tf.strings.as_string(i)).enumerate()
+    dataset = pipeline.marking_corrupt_records(
+        records,
+        lambda position, record: {"x": tf.strings.length(record), "_position": position},
+        num_parallel_calls=requested,
+    )
+    assert _interleave_parallelism(dataset) == [(expected, expected)]
+    assert [int(e["x"]) for e in dataset.as_numpy_iterator()] == [1] * 8  # in order, all kept
