@@ -4,6 +4,7 @@ import glob
 import importlib.util
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -129,16 +130,22 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    workdir = str(tmp_path_factory.mktemp("work"))
+def demo_run(trained, tmp_path_factory):
+    """The tiny demo: its 12 steps are the session's `trained` run (a subprocess on 4 devices,
+    tests/tiny_runs.py), finished here in-process on a copy of that workdir with the demo's
+    online evaluation. Training is complete, so this run restores step 12 and computes the
+    final probe table: the code path that ends an uninterrupted run, without training the same
+    12 steps a second time."""
+    data_dir, trained_workdir = trained
+    workdir = str(tmp_path_factory.mktemp("demo") / "work")
+    shutil.copytree(trained_workdir, workdir)
     config = tiny_demo_config(data_dir)
     summary = train.train_and_evaluate(config, workdir)
     return config, workdir, summary
 
 
 @pytest.mark.slow
-def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run, capsys):
+def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run):
     config, workdir, summary = demo_run
     lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     history = [h for h in lines if "loss" in h]
