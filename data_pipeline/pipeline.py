@@ -566,7 +566,7 @@ def marking_corrupt_records(
 
     parallel = num_parallel_calls or _cpu_cores()
     return records.interleave(
-        process_one,
+        record_stream.plain_function(process_one),
         cycle_length=parallel,
         block_length=1,
         num_parallel_calls=parallel,

@@ -145,7 +145,19 @@ def _read_chunks(filenames: tf.Tensor, group_size: int, deterministic: bool = Tr
             deterministic=deterministic,
         )
 
-    return read_group
+    return plain_function(read_group)
+
+
+def plain_function(function):
+    """`function` for tf.data as written, without AutoGraph's rewrite of its Python source.
+
+    The pipeline's functions branch with `tf.cond` and loop over Python values only, so the
+    rewrite changes nothing but costs time: it halved the time to build a training pipeline
+    (4-5 s → 2 s on these CPUs, identical batches), paid by every run and evaluation pass at
+    start-up. Functions that tf.data traces while this one runs (nested datasets) are not
+    rewritten either. A Python `if` on a tensor inside one fails at trace time, loudly.
+    """
+    return tf.autograph.experimental.do_not_convert(function)
 
 
 def _groups_as_arrays(
@@ -218,7 +230,9 @@ def single_pass_records(records: HostRecords, *, group_size: int) -> tf.data.Dat
     # Chunks one after another (no round-robin) keep the stored order, so eval outputs are
     # listed in the order of `file_instructions`.
     return dataset.flat_map(
-        lambda file_index, skip, take: tf.data.Dataset.from_tensor_slices(
-            (file_index, skip, take)
-        ).flat_map(lambda f, s, t: read_chunk(filenames, f, s, t))
+        plain_function(
+            lambda file_index, skip, take: tf.data.Dataset.from_tensor_slices(
+                (file_index, skip, take)
+            ).flat_map(lambda f, s, t: read_chunk(filenames, f, s, t))
+        )
     )

@@ -55,35 +55,33 @@ def _error_line(result):
 # -- Damaged checkpoints --------------------------------------------------------------------------
 
 
-def _largest_data_file(step_dir):
-    """The largest file of array data (OCDBT's `d/` directories). Not simply the largest file:
-    that may be one a restore with a given target never reads (`_sharding`, array metadata),
-    depending on how the values compress."""
-    files = [
+def _data_files(step_dir):
+    """Every file of array data (OCDBT's `d/` directories). All of them, not one: a restore reads
+    only the byte ranges the newest b-tree references, and which files those are varies
+    (truncating the largest one left the restored values bit-identical in one of two runs)."""
+    return [
         os.path.join(d, n)
         for d, _, names in os.walk(step_dir)
         if os.path.basename(d) == "d"
         for n in names
     ]
-    return max(files, key=os.path.getsize)
 
 
 def _truncate(step_dir):
-    path = _largest_data_file(step_dir)
-    os.truncate(path, os.path.getsize(path) // 2)
+    for path in _data_files(step_dir):
+        os.truncate(path, os.path.getsize(path) // 2)
 
 
 def _random_bytes(step_dir):
-    path = _largest_data_file(step_dir)
-    with open(path, "wb") as f:
-        f.write(np.random.default_rng(0).bytes(os.path.getsize(path)))
+    rng = np.random.default_rng(0)
+    for path in _data_files(step_dir):
+        with open(path, "wb") as f:
+            f.write(rng.bytes(os.path.getsize(path)))
 
 
 def _delete_data_files(step_dir):
-    for directory, _, names in os.walk(step_dir):
-        if os.path.basename(directory) == "d":
-            for name in names:
-                os.remove(os.path.join(directory, name))
+    for path in _data_files(step_dir):
+        os.remove(path)
 
 
 def _empty(step_dir):
