@@ -223,8 +223,7 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
             f"(steps: {', '.join(map(str, sorted(manager.all_steps()))) or 'none'})"
         )
     try:
-        with abandoned_reads_unlogged():
-            return manager.restore(step, args=ocp.args.StandardRestore(abstract_state)), step
+        return _restore(manager, step, abstract_state), step
     except Exception as error:
         raise CheckpointError(
             f"the checkpoint of step {step} in {manager.directory} cannot be restored: "
@@ -256,11 +255,7 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     failures: list[tuple[int, str]] = []
     for step in steps:
         try:
-            with abandoned_reads_unlogged():
-                state, error = (
-                    manager.restore(step, args=ocp.args.StandardRestore(abstract_state)),
-                    None,
-                )
+            state, error = _restore(manager, step, abstract_state), None
         except Exception as caught:  # orbax and TensorStore raise many kinds; all mean unreadable
             state, error = None, caught
         if distributed.all_processes_agree(error is None):
@@ -291,6 +286,12 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     if failures:
         manager.reload()
     return state, step
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+    """The state of checkpoint `step`, without asyncio's log of a failed read's leftovers."""
+    with abandoned_reads_unlogged():
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
 class _UnretrievedAsyncErrors(std_logging.Filter):
