@@ -77,6 +77,20 @@ def test_the_heat_peaks_inside_the_digit_on_av_digits_with_a_brightness_model():
     assert np.ptp(np.array(centres), axis=0).min() > 10  # the digits were spread over the frame
 
 
+def test_the_localisation_benchmark_scores_a_hit_on_the_cell_of_the_digit():
+    """`benchmarks/heatmap_localisation.py`'s hit: the map cell of the heat's maximum overlaps the
+    digit's box. The brightness stand-in peaks on the digit's ink whatever the sound, so it hits
+    on every clip with its own and a swapped sound alike; a transposed or flipped cell index
+    would miss often (chance is the box's share of the 8 × 8 cells)."""
+    from benchmarks import heatmap_localisation
+
+    spec = av_digits.AvDigitsSpec(frame_size=64, digit_scale=(0.3, 0.35), seconds=1.5)
+    rates = heatmap_localisation.measure(BrightnessModel(), demo_input(), spec, clips=12)
+    assert rates["centre_chance"] == 1 / 64 and rates["box_chance"] < 0.2
+    assert rates["box_own"] == rates["box_swapped"] == 1.0
+    assert rates["centre_own"] == rates["centre_swapped"] > 3 * rates["centre_chance"]
+
+
 def test_colours_run_from_blue_to_red():
     colours = heatmap.colorize(np.array([0.0, 0.5, 1.0]))
     assert colours[0, 2] > colours[0, 0] and colours[2, 0] > colours[2, 2]
