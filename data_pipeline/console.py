@@ -9,6 +9,14 @@ data or training. `quiet_tensorflow()` hides them; errors still show.
 import logging
 import os
 
+# How asyncio's log records of a failed future or task that nobody awaited begin. Orbax leaves
+# them behind a failed restore (`stica_jax.checkpointing.abandoned_reads_unlogged`, and the
+# command-line console of `stica_jax.cli`).
+UNRETRIEVED_ASYNC_ERRORS = (
+    "Future exception was never retrieved",
+    "Task exception was never retrieved",
+)
+
 # Python files of TensorFlow and TFDS.
 _LIBRARY_DIRS = (f"{os.sep}tensorflow{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}")
 

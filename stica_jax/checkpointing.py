@@ -29,6 +29,7 @@ from absl import logging
 from etils import epath
 
 from data_pipeline import atomic_file
+from data_pipeline.console import UNRETRIEVED_ASYNC_ERRORS
 from stica_jax import distributed
 from stica_jax.errors import CheckpointError, WorkdirError
 
@@ -298,9 +299,7 @@ class _UnretrievedAsyncErrors(std_logging.Filter):
     """Drops asyncio's "Future/Task exception was never retrieved" records."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(
-            ("Future exception was never retrieved", "Task exception was never retrieved")
-        )
+        return not record.getMessage().startswith(UNRETRIEVED_ASYNC_ERRORS)
 
 
 @contextlib.contextmanager

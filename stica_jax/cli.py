@@ -69,6 +69,7 @@ def quiet_console() -> None:
     console.quiet_tensorflow()
     logging.get_absl_handler().addFilter(_not_from_orbax)
     logging.get_absl_handler().addFilter(_not_an_orbax_task_left_unread)
+    std_logging.getLogger("asyncio").addFilter(_not_an_orbax_task_left_unread)  # lastResort too
     sys.unraisablehook = _hiding_closed_event_loops(sys.unraisablehook)
 
 
@@ -80,12 +81,17 @@ def _not_from_orbax(record: std_logging.LogRecord) -> bool:
 
 
 def _not_an_orbax_task_left_unread(record: std_logging.LogRecord) -> bool:
-    """asyncio's "Task exception was never retrieved" for a task of orbax's, dropped: after a
-    failed restore orbax leaves its other reads' failures unread, each one logged with its
-    traceback when garbage-collected (the failure itself is reported in one line)."""
-    if record.name != "asyncio" or not record.exc_info or not record.exc_info[2]:
+    """asyncio's "Future/Task exception was never retrieved", and any other asyncio record whose
+    traceback runs through orbax, dropped. After a failed restore orbax leaves its other reads'
+    failures unread (the failure itself is reported in one line). asyncio logs each one with its
+    traceback when it is garbage-collected, which may be long after the restore: a TensorStore
+    read's future carries no orbax frame, and it was once collected after the restore's own
+    filter (`checkpointing.abandoned_reads_unlogged`) had gone, as the last line of an export."""
+    if record.name != "asyncio":
         return True
-    traceback = record.exc_info[2]
+    if record.getMessage().startswith(console.UNRETRIEVED_ASYNC_ERRORS):
+        return False
+    traceback = record.exc_info[2] if record.exc_info else None
     while traceback is not None:
         if f"{os.sep}orbax{os.sep}" in traceback.tb_frame.f_code.co_filename:
             return False
