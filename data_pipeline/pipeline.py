@@ -564,7 +564,7 @@ def marking_corrupt_records(
         )
         return processed.concatenate(placeholder).take(1)
 
-    parallel = num_parallel_calls or _cpu_cores()
+    parallel = num_parallel_calls or cpu_cores()
     return records.interleave(
         record_stream.plain_function(process_one),
         cycle_length=parallel,
@@ -574,8 +574,9 @@ def marking_corrupt_records(
     )
 
 
-def _cpu_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+def cpu_cores() -> int:
+    """CPU cores this process may run on: its affinity mask where the OS has one (`taskset`, a
+    cpuset), not the machine's count. The default of every "one per core" of the data code."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

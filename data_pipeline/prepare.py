@@ -92,6 +92,13 @@ def _list_media(name: str, builders, manual_dir: str) -> list[dict]:
     return listed
 
 
+def _default_workers() -> int:
+    """One decode process per CPU core this process may use (`pipeline.cpu_cores`)."""
+    from data_pipeline.pipeline import cpu_cores
+
+    return cpu_cores()
+
+
 def _decode_all(jobs: list[tuple[str, decode_cache.CacheEntry]], settings, num_workers: int) -> int:
     """Decodes the not-yet-cached `jobs` (source path, cache entry); returns how many."""
     from tqdm import tqdm
@@ -181,7 +188,7 @@ def prepare(
     report.decoded_now = _decode_all(
         ordered[shard_index::num_shards],
         builders[0].decode_settings,
-        num_workers or os.cpu_count() or 1,
+        num_workers or _default_workers(),
     )
     if num_shards > 1:
         print(
@@ -236,7 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--config", help="only this config (e.g. fold1); default: all")
     parser.add_argument(
-        "--num_workers", type=int, default=None, help="decode processes (default: every CPU core)"
+        "--num_workers",
+        type=int,
+        default=None,
+        help="decode processes (default: one per CPU core this process may use)",
     )
     parser.add_argument("--shard_index", type=int, default=0)
     parser.add_argument(

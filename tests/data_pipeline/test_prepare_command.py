@@ -51,3 +51,13 @@ def test_a_manual_dir_without_the_datasets_files_is_one_line_with_status_2(fresh
     )
     assert "UCF101TrainTestSplits-RecognitionTask.zip" in line  # the download instructions
     assert os.listdir(cwd) == []
+
+
+def test_decode_workers_default_to_the_cores_this_process_may_use(monkeypatch):
+    """`--num_workers` unset: one decode process per core of the process's affinity mask (a
+    `taskset` or cpuset), as the training pipeline's decode, not one per core of the machine."""
+    from data_pipeline import prepare
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert prepare._default_workers() == 3
