@@ -68,8 +68,9 @@ def quiet_console() -> None:
     logging.set_verbosity(logging.WARNING)
     console.quiet_tensorflow()
     logging.get_absl_handler().addFilter(_not_from_orbax)
-    logging.get_absl_handler().addFilter(_not_an_orbax_task_left_unread)
-    std_logging.getLogger("asyncio").addFilter(_not_an_orbax_task_left_unread)  # lastResort too
+    # On asyncio's logger, not a handler: every record it logs passes, whichever handler (absl's,
+    # or logging's last resort at exit) would print it.
+    std_logging.getLogger("asyncio").addFilter(_not_an_orbax_task_left_unread)
     sys.unraisablehook = _hiding_closed_event_loops(sys.unraisablehook)
 
 
@@ -86,9 +87,8 @@ def _not_an_orbax_task_left_unread(record: std_logging.LogRecord) -> bool:
     failures unread (the failure itself is reported in one line). asyncio logs each one with its
     traceback when it is garbage-collected, which may be long after the restore: a TensorStore
     read's future carries no orbax frame, and it was once collected after the restore's own
-    filter (`checkpointing.abandoned_reads_unlogged`) had gone, as the last line of an export."""
-    if record.name != "asyncio":
-        return True
+    filter (`checkpointing.abandoned_reads_unlogged`) had gone, as the last line of an export.
+    A filter of the `asyncio` logger: it sees that logger's records only."""
     if record.getMessage().startswith(console.UNRETRIEVED_ASYNC_ERRORS):
         return False
     traceback = record.exc_info[2] if record.exc_info else None
