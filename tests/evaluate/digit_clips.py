@@ -40,6 +40,17 @@ def render(
     return frames, audio, np.array(boxes), digit
 
 
+def side_by_side(
+    left: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+    right: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two rendered clips of the same spec in one picture: (frames uint8 `[T, S, 2S, 3]`, the
+    left digit's boxes, the right digit's boxes moved to the right half), both `[T, 4]`."""
+    frames = np.concatenate([left[0], right[0]], axis=2)
+    shift = np.array([0, left[0].shape[2], 0, left[0].shape[2]])
+    return frames, left[2], right[2] + shift
+
+
 def write_mp4(path: str, frames: np.ndarray, audio: np.ndarray, spec: av_digits.AvDigitsSpec):
     """An H.264 + AAC mp4 of a rendered clip (what a user's video would be)."""
     write_test_media(
