@@ -115,11 +115,11 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     """Seed §7.4 on AV-digits: the heat of a model pretrained by `python -m stica_jax.main`
     peaks on the digit whose sound plays, not on the other digit in the picture.
 
-    tests/localisation_config.py trains the demo's networks for 370 steps (~1.5 minutes) on
+    tests/localisation_config.py trains the demo's networks for 555 steps (~1.5 minutes) on
     single-digit clips. The test pictures are two held-out clips side by side, each scored
-    with either clip's sound: a heat blind to the sound (random init's saliency, a bright digit)
-    scores 0.5 on the sounding digit (the test above). Measured here: 0.88-0.92 over seeds,
-    random init 0.45-0.55 (docs/evaluation.md, "Heatmaps")."""
+    with either clip's sound: a heat blind to the sound (saliency, a bright digit) scores 0.5
+    on the sounding digit (the test above). Measured here over 40 pictures: 0.86-0.91 over 4
+    seeds, random init 0.42-0.51 (docs/evaluation.md, "Heatmaps")."""
     from benchmarks import heatmap_localisation
     from stica_jax import restore
     from stica_jax.models.stica import build_model
@@ -129,7 +129,7 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     home.mkdir(), cwd.mkdir()
     workdir = tmp_path / "work"
     # A user's XLA (the suite's conftest turns LLVM's optimisation off, which compiles faster
-    # but runs these 370 steps slower).
+    # but runs these 555 steps 5× slower).
     xla_flags = " ".join(
         flag
         for flag in os.environ.get("XLA_FLAGS", "").split()
