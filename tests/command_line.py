@@ -1,11 +1,20 @@
 """Running a user-facing command as a newcomer would: a fresh home, an empty working directory."""
 
 import os
+import pathlib
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def newcomer_dirs(base: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
+    """(home, cwd): `base/home` and `base/cwd`, made empty if absent, for `run_fresh`."""
+    home, cwd = pathlib.Path(base) / "home", pathlib.Path(base) / "cwd"
+    home.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(exist_ok=True)
+    return home, cwd
 
 
 def run_fresh(

@@ -9,7 +9,7 @@ import pytest
 from configs import demo, sota
 from stica_jax import ablate, train
 from tests import tiny_runs
-from tests.command_line import run_fresh
+from tests.command_line import newcomer_dirs, run_fresh
 
 TINY = tiny_runs.CONFIG
 
@@ -99,9 +99,7 @@ def test_a_plan_that_cannot_run_is_refused_before_any_training(names, seeds, mes
 
 def _run_cli(args, tmp_path, env=None):
     """`python -m stica_jax.ablate ARGS` in an empty directory with an empty HOME."""
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(exist_ok=True)
-    home.mkdir(exist_ok=True)
+    home, cwd = newcomer_dirs(tmp_path)
     return run_fresh(
         ["-m", "stica_jax.ablate", *args], home=str(home), cwd=str(cwd), env=env, timeout=1200
     )

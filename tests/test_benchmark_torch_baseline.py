@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.command_line import newcomer_dirs
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
@@ -147,8 +149,7 @@ print("JAX", sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax",
 @pytest.mark.slow
 def test_tiny_cpu_step_runs_and_is_finite(tmp_path):
     """The script as a user runs it (empty working directory, empty HOME), one tiny step."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="")
     path = tmp_path / "out.json"
     out = subprocess.run(
@@ -164,7 +165,7 @@ def test_tiny_cpu_step_runs_and_is_finite(tmp_path):
             "--layouts=channels_last_3d",
             f"--json={path}",
         ],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

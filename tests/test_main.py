@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.command_line import ROOT, run_fresh, stderr_lines
+from tests.command_line import ROOT, newcomer_dirs, run_fresh, stderr_lines
 
 TINY_DEMO = os.path.join(ROOT, "tests", "tiny_demo_config.py")
 SOTA = os.path.join(ROOT, "configs", "sota.py")
@@ -15,9 +15,7 @@ SOTA = os.path.join(ROOT, "configs", "sota.py")
 @pytest.fixture
 def fresh(tmp_path):
     """(home, cwd): two empty directories."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir()
-    cwd.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     return str(home), str(cwd)
 
 

@@ -13,7 +13,7 @@ import shutil
 
 import filelock
 
-from tests.command_line import ROOT, run_fresh
+from tests.command_line import ROOT, newcomer_dirs, run_fresh
 
 CONFIG = os.path.join(ROOT, "tests", "tiny_demo_config.py")
 ENV = {"JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "4"}
@@ -34,9 +34,7 @@ def main_command(workdir, data_dir, *flags) -> list[str]:
 
 def run_main(tmp_path, workdir, data_dir, *flags, preexec_fn=None, timeout=600):
     """A run as a newcomer starts it: from an empty working directory with an empty home."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir(exist_ok=True)
-    cwd.mkdir(exist_ok=True)
+    home, cwd = newcomer_dirs(tmp_path)
     return run_fresh(
         main_command(workdir, data_dir, *flags),
         home=str(home),

@@ -6,14 +6,13 @@ import pathlib
 
 import pytest
 
-from tests.command_line import ROOT, run_fresh, stderr_lines
+from tests.command_line import ROOT, newcomer_dirs, run_fresh, stderr_lines
 from tests.evaluate.conftest import tiny_digits_name
 from tests.evaluate.test_heatmap import tiny_workdir
 
 
 def test_no_model_and_a_missing_workdir_are_one_line_with_exit_2(tmp_path):
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(), home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     config = os.path.join(ROOT, "configs/eval/finetune_hmdb51.py")
     result = run_fresh(
         ["-m", "stica_jax.evaluate", f"--config={config}", f"--workdir={tmp_path / 'eval'}"],
@@ -44,8 +43,7 @@ def test_no_model_and_a_missing_workdir_are_one_line_with_exit_2(tmp_path):
 
 def test_a_missing_init_file_and_weights_of_another_architecture_are_one_line(tmp_path):
     torch = pytest.importorskip("torch")
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(), home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     # The tiny test network under a file of torchvision r2plus1d_18 keys (only its stem: the
     # architecture check comes before any weight is read), and a ResNet-50 image model's keys.
     r2plus1d = str(tmp_path / "r2plus1d_18.pth")
@@ -80,8 +78,7 @@ def test_a_missing_init_file_and_weights_of_another_architecture_are_one_line(tm
 
 @pytest.mark.slow
 def test_a_linear_probe_runs_from_a_workdir_and_a_missing_dataset_is_one_line(digits_dir, tmp_path):
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(), home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     workdir = tiny_workdir(pathlib.Path(tmp_path) / "pre")
     config = os.path.join(ROOT, "tests/tiny_eval_config.py")
     common = ["-m", "stica_jax.evaluate", f"--config={config}", f"--config.init.workdir={workdir}"]

@@ -14,6 +14,7 @@ from PIL import Image
 from data_pipeline import av_digits
 from data_pipeline.media_decode import encode_jpeg, resized_shape
 from stica_jax.evaluate import heatmap
+from tests.command_line import newcomer_dirs, run_fresh
 from tests.evaluate import digit_clips
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -123,10 +124,8 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     from benchmarks import heatmap_localisation
     from stica_jax import restore
     from stica_jax.models.stica import build_model
-    from tests.command_line import run_fresh
 
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir(), cwd.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     workdir = tmp_path / "work"
     # A user's XLA (the suite's conftest turns LLVM's optimisation off, which compiles faster
     # but runs these 555 steps 5× slower).
@@ -173,8 +172,7 @@ def test_colours_run_from_blue_to_red():
 
 
 def run_cli(*args: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(exist_ok=True), home.mkdir(exist_ok=True)
+    home, cwd = newcomer_dirs(tmp_path)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO))
     return subprocess.run(
         [sys.executable, "-m", "stica_jax.evaluate.heatmap", *args],

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+from tests.command_line import newcomer_dirs
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 FINETUNE = {
@@ -62,8 +64,7 @@ def rows(table: str) -> dict[str, list[str]]:
 
 
 def test_the_table_puts_runs_beside_the_paper_and_labels_test_set_selection(tmp_path):
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(), home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     dirs = [write(tmp_path / "esc", AUDIO), write(tmp_path / "ft", FINETUNE)]
     result = run_report(*dirs, cwd=cwd, home=home)
     assert result.returncode == 0, result.stderr
@@ -95,8 +96,7 @@ def test_the_table_puts_runs_beside_the_paper_and_labels_test_set_selection(tmp_
 
 
 def test_a_dir_without_results_is_one_line_and_exit_2(tmp_path):
-    cwd, home = tmp_path / "cwd", tmp_path / "home"
-    cwd.mkdir(), home.mkdir()
+    home, cwd = newcomer_dirs(tmp_path)
     good = write(tmp_path / "esc", AUDIO)
     result = run_report(good, str(tmp_path / "nothing"), cwd=cwd, home=home)
     assert result.returncode == 2
