@@ -138,7 +138,7 @@ def main(argv):
     from flax import nnx
 
     from data_pipeline import av_digits, tensorflow_cpu  # noqa: F401 - TF hides GPUs first.
-    from stica_jax import restore
+    from stica_jax import data, restore
     from stica_jax.models.stica import build_model
 
     workdir, clips = _FLAGS["workdir"].value, _FLAGS["clips"].value
@@ -150,7 +150,7 @@ def main(argv):
 
     # Two digits, one sounding: the workdir's own AV-digits (its spec, held-out handwriting), as
     # its evaluation sees them (resized to the evaluation's short side).
-    own = av_digits.AvDigitsSpec(**config.get("av_digits", {}))
+    own = data.av_digits_spec(config)
     print(f"{workdir} step {step}: two digits side by side, {clips} pictures × 2 sounds")
     print("| model | on the sounding digit | on the silent digit | chance |")
     print("| --- | --- | --- | --- |")

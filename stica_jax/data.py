@@ -25,13 +25,15 @@ from data_pipeline.datasets import DatasetNotPreparedError, PreparedDataset, ope
 __all__ = [
     "DatasetNotPreparedError",
     "PreparedDataset",
+    "av_digits_spec",
     "open_eval_dataset",
     "open_run_dataset",
     "resolve_av_digits",
 ]
 
 
-def _av_digits_spec(config: ml_collections.ConfigDict):
+def av_digits_spec(config: ml_collections.ConfigDict):
+    """The `AvDigitsSpec` of a run's `config.av_digits` (the defaults when absent)."""
     from data_pipeline import av_digits
 
     return av_digits.AvDigitsSpec(**config.get("av_digits", {}))
@@ -41,7 +43,7 @@ def resolve_av_digits(config: ml_collections.ConfigDict) -> None:
     """Point `av_digits` datasets at the TFDS config of `config.av_digits` (its sizes)."""
     if "av_digits" not in config:
         return
-    name = f"av_digits/{_av_digits_spec(config).config_name()}"
+    name = f"av_digits/{av_digits_spec(config).config_name()}"
     for section in (config.input, config.eval):
         if section.dataset == "av_digits":
             section.dataset = name
@@ -58,7 +60,7 @@ def open_run_dataset(config: ml_collections.ConfigDict, name: str) -> PreparedDa
     """
     data_dir = resolve_data_dir(config.data_dir)
     if name.split("/")[0] == "av_digits":
-        spec = _av_digits_spec(config)
+        spec = av_digits_spec(config)
         if name in ("av_digits", f"av_digits/{spec.config_name()}"):
             from data_pipeline import av_digits
 
