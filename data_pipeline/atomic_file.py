@@ -7,17 +7,22 @@ systems.
 """
 
 import os
-import tempfile
+import uuid
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` atomically (temporary file, fsync, rename)."""
+    """Write `text` to `path` atomically (temporary file, fsync, rename).
+
+    The file gets the mode any new file of the process gets (0644 under umask 022), so that
+    colleagues on a shared cluster can read reports and configs: the temporary file is created
+    with `open(..., "x")`, not `tempfile.mkstemp`, whose 0600 the rename would keep.
+    """
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w") as file:
+        with open(tmp, "x") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())

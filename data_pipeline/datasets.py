@@ -11,6 +11,7 @@ that value instead of opening the builder again.
 """
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 
 class DatasetNotPreparedError(UserError, FileNotFoundError):
     """A dataset that is not in the data dir; the message gives the command that prepares it."""
+
+
+class SplitNotPreparedError(UserError, KeyError):
+    """A split the prepared dataset does not hold: misspelt, or left out at preparation because
+    none of its files was usable. The message names the prepared splits and the command."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +54,38 @@ class PreparedDataset:
     num_classes: int | None
 
     def num_examples(self, split: str) -> int:
-        """Examples in `split`, any TFDS split expression ("train", "fold2+fold3", "train[:90%]")."""
-        return self.builder.info.splits[split].num_examples
+        """Examples in `split`, any TFDS split expression ("train", "fold2+fold3", "train[:90%]").
+
+        Raises:
+          SplitNotPreparedError: a split the dataset does not hold.
+        """
+        return split_info(self.builder, split).num_examples
+
+
+def split_info(builder: "tfds.core.DatasetBuilder", split: str):
+    """`builder.info.splits[split]` (any TFDS split expression), or a one-line
+    `SplitNotPreparedError` naming the splits that were prepared and the command that prepares
+    the missing one (`prepare` leaves out a split none of whose files is usable)."""
+    try:
+        return builder.info.splits[split]
+    except (KeyError, ValueError):
+        pass
+    prepared = sorted(builder.info.splits)
+    name = "/".join(builder.info.full_name.split("/")[:-1])  # without the version
+    data_dir = os.path.dirname(os.path.dirname(os.fspath(builder.data_dir)))
+    if "/" in name:
+        data_dir = os.path.dirname(data_dir)
+    report = os.path.join(os.fspath(builder.data_dir), "skipped_files.tsv")
+    why = (
+        f"; a split none of whose files was usable is left out at preparation ({report} gives "
+        "each file's reason)"
+        if os.path.exists(report)
+        else ""
+    )
+    raise SplitNotPreparedError(
+        f"dataset {name!r} under {data_dir} has no split {split!r} (prepared: "
+        f"{', '.join(prepared)}){why}; {_prepare_hint(name, data_dir)}"
+    ) from None
 
 
 def open_dataset(name: str, data_dir: str | None = None) -> PreparedDataset:
@@ -126,8 +165,19 @@ def not_prepared_message(name: str, data_dir: str) -> str:
             f"{head}; generate it with data_pipeline.av_digits.ensure_prepared(data_dir, spec) "
             "(the trainer does so for the spec in config.av_digits)"
         )
+    return f"{head}; {_prepare_hint(name, data_dir)}"
+
+
+def _prepare_hint(name: str, data_dir: str) -> str:
+    """ "prepare it with: python -m data_pipeline.prepare …" for a stica_jax dataset `name`."""
+    from data_pipeline.builders import BUILDERS
+
+    command_names = {builder.name: command_name for command_name, builder in BUILDERS.items()}
+    base = name.partition("/")[0]
+    if base not in command_names:
+        return "it is not a stica_jax dataset"
     manual = "" if base == "av_digits" else " --manual_dir=DIR_WITH_THE_DOWNLOADED_FILES"
     return (
-        f"{head}; prepare it with: python -m data_pipeline.prepare {command_names[base]}{manual} "
+        f"prepare it with: python -m data_pipeline.prepare {command_names[base]}{manual} "
         f"--data_dir={data_dir}"
     )

@@ -60,6 +60,7 @@ def save(entry: CacheEntry, media: DecodedMedia) -> None:
         jpeg_offsets=offsets,
         frame_shape=np.array([media.height, media.width], np.int64),
         audio=media.audio.astype(np.int16),
+        silent_audio=np.asarray(media.silent_audio),
     )
     _write_atomically(entry.media_path, lambda file: np.savez(file, **payload))
 
@@ -79,8 +80,17 @@ def load(entry: CacheEntry) -> DecodedMedia | MediaSkipped:
         data, offsets = payload["jpeg_bytes"].tobytes(), payload["jpeg_offsets"]
         height, width = (int(v) for v in payload["frame_shape"])
         audio = payload["audio"]
+        silent_audio = bool(payload["silent_audio"])
     frames = [data[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    return DecodedMedia(jpeg_frames=frames, height=height, width=width, audio=audio)
+    return DecodedMedia(
+        jpeg_frames=frames, height=height, width=width, audio=audio, silent_audio=silent_audio
+    )
+
+
+def is_silent(entry: CacheEntry) -> bool:
+    """Whether the decoded file's audio was digital silence (reads one small array)."""
+    with np.load(entry.media_path) as payload:
+        return bool(payload["silent_audio"])
 
 
 def decode_into_cache(source_path: str, entry: CacheEntry, settings: DecodeSettings) -> str | None:

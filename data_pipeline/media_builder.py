@@ -9,6 +9,7 @@ Stored example (keys present depend on the dataset's modalities):
 """
 
 import abc
+import collections
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -81,7 +82,12 @@ class MediaItem:
 class MediaDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A dataset prepared from raw media in a manual dir through `media_decode.decode_media`."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Frames at the display aspect ratio (non-square pixels); audio at digital "
+        "silence counts as no audio; frame times tolerant of the container's time base.",
+    }
     NUM_CLASSES: int
     LABEL_NAMES: list[str] | None = None
 
@@ -116,14 +122,20 @@ class MediaDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         splits = self.list_media(os.fspath(dl_manager.manual_dir))
-        return {name: self._generate_examples(items) for name, items in splits.items()}
+        outcomes = split_outcomes(self, splits)
+        # TFDS cannot write a split without examples: one with no usable file is left out
+        # (`datasets.split_info` names it, and the command that prepares it, when it is asked for).
+        usable = {name: items for name, items in splits.items() if outcomes[name]["prepared"]}
+        if not usable:
+            raise ValueError(
+                f"{self.name}/{self.builder_config.name}: no split has a usable file "
+                f"({dict(outcomes)}); `python -m data_pipeline.prepare` reports each file's reason"
+            )
+        return {name: self._generate_examples(items) for name, items in usable.items()}
 
     def _generate_examples(self, items: list[MediaItem]) -> Iterator[tuple[str, dict]]:
         for item in items:
-            entry = self.cache_entry(item)
-            # `prepare` decodes in parallel beforehand; a plain `download_and_prepare` decodes here.
-            decode_cache.decode_into_cache(item.path, entry, self.decode_settings)
-            decoded = decode_cache.load(entry)
+            decoded = decode_cache.load(self.cache_entry(item))
             if isinstance(decoded, MediaSkipped):
                 continue
             yield item.key, self.example_from_media(item, decoded)
@@ -137,18 +149,80 @@ class MediaDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         return example
 
 
+KEPT_SILENT = "silent_audio_kept"  # an outcome, not a skip: optional audio at digital silence
+
+
+def item_outcome(builder: MediaDatasetBuilder, item: MediaItem) -> tuple[str, str]:
+    """(outcome, detail) of one item, decoding it into the cache first when it is not there:
+    "prepared", `KEPT_SILENT` (prepared, stored without its silent audio), or a skip reason."""
+    entry = builder.cache_entry(item)
+    decode_cache.decode_into_cache(item.path, entry, builder.decode_settings)
+    if os.path.exists(entry.skip_path):
+        skipped = decode_cache.load(entry)
+        return skipped.reason, skipped.detail
+    if builder.decode_settings.audio == "optional" and decode_cache.is_silent(entry):
+        return KEPT_SILENT, "kept: the dataset's audio is optional; stored without audio"
+    return "prepared", ""
+
+
+def split_outcomes(
+    builder: MediaDatasetBuilder, splits: dict[str, list[MediaItem]]
+) -> dict[str, collections.Counter]:
+    """Split → how many of its items were prepared (`KEPT_SILENT` ones included, and also
+    counted under that key) or skipped for each reason."""
+    outcomes = {}
+    for split, items in splits.items():
+        counts = collections.Counter({"prepared": 0})
+        for item in items:
+            outcome, _ = item_outcome(builder, item)
+            counts["prepared" if outcome == KEPT_SILENT else outcome] += 1
+            if outcome == KEPT_SILENT:
+                counts[KEPT_SILENT] += 1
+        outcomes[split] = counts
+    return outcomes
+
+
 def skipped_items(
     builder: MediaDatasetBuilder, splits: dict[str, list[MediaItem]]
 ) -> list[tuple[str, str, str, str]]:
-    """(split, key, reason, detail) of every decoded-and-skipped item, from the decode cache."""
+    """(split, key, reason, detail) of every skipped item, and of every item kept without its
+    silent audio (reason `KEPT_SILENT`), from the decode cache."""
     rows = []
     for split, items in splits.items():
         for item in items:
-            entry = builder.cache_entry(item)
-            if os.path.exists(entry.skip_path):
-                skipped = decode_cache.load(entry)
-                rows.append((split, item.key, skipped.reason, skipped.detail))
+            outcome, detail = item_outcome(builder, item)
+            if outcome != "prepared":
+                rows.append((split, item.key, outcome, detail))
     return rows
+
+
+# Containers that real downloads come in (yt-dlp picks MP4, WebM or MKV per video; cameras write
+# MOV, MP4, AVI, MTS; re-encodes anything): a listed video is found by its stem in any of them.
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".wmv",
+)
+
+
+def videos_by_stem(root: str) -> dict[str, str]:
+    """File name without its suffix → path of every video (`VIDEO_SUFFIXES`) under `root`
+    (the first in sorted walk order wins)."""
+    return {
+        os.path.splitext(name)[0]: path
+        for name, path in reversed(files_by_name(root, VIDEO_SUFFIXES).items())
+    }
 
 
 def files_by_name(root: str, suffixes: tuple[str, ...]) -> dict[str, str]:

@@ -3,6 +3,13 @@
 The one decode path of every builder. It imports neither TensorFlow nor JAX, so the worker
 processes of `data_pipeline.prepare` stay light. A file that cannot give a usable example raises
 `MediaSkipped` with one of `SKIP_REASONS`; nothing else escapes `decode_media`.
+
+Frames are stored as they are displayed: non-square pixels (a sample aspect ratio other than
+1:1, common in DV, broadcast and phone footage) are resized to the display aspect ratio, as
+ffmpeg and every player show them. Frame times are the container's own timestamps, whatever
+their time base (1/1000 in WebM and Matroska, 1/90000 in MPEG-TS), so rounding to the time base
+neither adds nor drops a frame. An audio track at digital silence counts as no audio
+(`is_digital_silence`).
 """
 
 import dataclasses
@@ -22,12 +29,24 @@ SKIP_REASONS = (
     "truncated_or_corrupt",  # a known container that cannot be read to its end
     "no_video_stream",
     "no_audio_stream",
+    "silent_audio",  # an audio track at digital silence where audio is required
     "too_short",  # shorter than the training clip
     "resolution_too_small",
     "resolution_too_large",
 )
 
 AudioPolicy = Literal["required", "optional", "none"]
+
+# The decoder's own revision, part of every decode-cache name: a change to what `decode_media`
+# produces for the same file and settings bumps it, so no cache entry of the old decoder is reused.
+# 2: display aspect ratio, time-base tolerant frame times, digital silence.
+DECODER_REVISION = 2
+
+# Digital silence: a track whose int16 peak is at most this. Zeros decode to exactly 0 through
+# AAC, MP3, Opus, AC-3 and PCM; ±2 LSB leaves room for dither. Noise at -80 dBFS RMS, quieter
+# than any real recording, peaks at 9-10 LSB through the same codecs (measured with PyAV/FFmpeg
+# 8.1), so nothing that was ever sound is called silent.
+SILENCE_PEAK = 2
 
 # Leading bytes of containers FFmpeg reads: a file that starts like one but fails to open was cut
 # short or damaged, rather than being something else entirely.
@@ -63,7 +82,7 @@ class DecodeSettings:
         return (
             f"fps{self.fps:g}_ss{self.short_side}_sr{self.sample_rate}_v{int(self.video)}"
             f"_a{self.audio}_min{self.min_seconds:g}_q{self.jpeg_quality}"
-            f"_in{self.min_input_short_side}-{self.max_input_side}"
+            f"_in{self.min_input_short_side}-{self.max_input_side}_d{DECODER_REVISION}"
         )
 
 
@@ -76,12 +95,15 @@ class DecodedMedia:
       height, width: stored frame size (short side = `DecodeSettings.short_side`).
       audio: int16 `[N]` mono at `DecodeSettings.sample_rate`, aligned with frame 0; `[0]` when
         absent.
+      silent_audio: the file's audio track was at digital silence, and is stored as no audio
+        (where the dataset's audio is optional; where it is required the file is skipped).
     """
 
     jpeg_frames: list[bytes]
     height: int
     width: int
     audio: np.ndarray
+    silent_audio: bool = False
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
@@ -91,7 +113,20 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+def is_digital_silence(audio: np.ndarray) -> bool:
+    """True for int16 samples whose peak is at most `SILENCE_PEAK` (all zeros, or dither)."""
+    return bool(audio.size) and int(np.max(np.abs(audio.astype(np.int32)))) <= SILENCE_PEAK
+
+
+def display_width(width: int, sample_aspect_ratio: fractions.Fraction | None) -> float:
+    """The width a frame of `width` stored pixels is displayed at: `width × SAR` (ffmpeg's
+    display aspect ratio); unknown or invalid ratios (None, 0/1) count as square pixels."""
+    if not sample_aspect_ratio or sample_aspect_ratio <= 0:
+        return float(width)
+    return width * float(sample_aspect_ratio)
+
+
+def resized_shape(height: int, width: float, short_side: int) -> tuple[int, int]:
     """(h, w) with the shorter side equal to `short_side`, aspect kept (340×256 → 128×170)."""
     if height <= width:
         return short_side, max(1, round(width * short_side / height))
@@ -117,11 +152,17 @@ class _FrameResampler:
     """Turns decoded frames (any rate, variable too) into frames at exactly `fps`.
 
     Output frame k is the source frame on screen at time k / fps: the last one whose presentation
-    time is ≤ k / fps (a tolerance absorbs time-base rounding).
+    time is ≤ k / fps. Timestamps are rounded to the stream's time base (a 30-fps frame at
+    66.67 ms is stored as 67 in a 1/1000 time base), so a frame counts as on screen from one
+    time-base tick before its stored time. The last frame fills the output frames whose slot it
+    covers at least half of: a clip that ends a tick late does not gain a frame.
     """
 
-    def __init__(self, fps: float, out_shape: tuple[int, int], jpeg_quality: int):
+    def __init__(
+        self, fps: float, out_shape: tuple[int, int], jpeg_quality: int, time_base: float = 0.0
+    ):
         self._fps = fps
+        self._tolerance = max(1e-4, min(time_base, 0.25 / fps))
         self._out_height, self._out_width = out_shape
         self._quality = jpeg_quality
         self._pending: av.VideoFrame | None = None
@@ -137,16 +178,18 @@ class _FrameResampler:
         return self._pending_jpeg
 
     def _emit_until(self, time_s: float) -> None:
-        while self._pending is not None and len(self.jpeg_frames) / self._fps + 1e-4 < time_s:
+        """Emits the pending frame for every output slot that starts before `time_s`."""
+        while self._pending is not None and len(self.jpeg_frames) / self._fps < time_s:
             self.jpeg_frames.append(self._pending_as_jpeg())
 
     def push(self, frame: av.VideoFrame, time_s: float) -> None:
         """`time_s`: presentation time relative to the first video frame."""
-        self._emit_until(time_s)
+        self._emit_until(time_s - self._tolerance)
         self._pending, self._pending_jpeg = frame, None
 
     def finish(self, end_time_s: float) -> None:
-        self._emit_until(end_time_s)
+        """`end_time_s`: when the last frame leaves the screen."""
+        self._emit_until(end_time_s - 0.5 / self._fps)
 
 
 def decode_media(path: str, settings: DecodeSettings) -> DecodedMedia:
@@ -189,8 +232,16 @@ def _decode_open_container(container, path: str, settings: DecodeSettings) -> De
         if max(height, width) > settings.max_input_side:
             raise MediaSkipped("resolution_too_large", f"{path}: {width}x{height}")
         video_stream.thread_type = "AUTO"
-        out_shape = resized_shape(height, width, settings.short_side)
-        resampler = _FrameResampler(settings.fps, out_shape, settings.jpeg_quality)
+        # The container's ratio first (MP4 `pasp`, Matroska display size), then the codec's, as
+        # ffmpeg's av_guess_sample_aspect_ratio.
+        sar = video_stream.sample_aspect_ratio or video_stream.codec_context.sample_aspect_ratio
+        out_shape = resized_shape(height, display_width(width, sar), settings.short_side)
+        resampler = _FrameResampler(
+            settings.fps,
+            out_shape,
+            settings.jpeg_quality,
+            float(video_stream.time_base) if video_stream.time_base else 0.0,
+        )
     else:
         out_shape = (0, 0)
 
@@ -227,6 +278,8 @@ def _decode_open_container(container, path: str, settings: DecodeSettings) -> De
                     relative = last_video_time
                 if relative > last_video_time:
                     last_frame_duration = relative - last_video_time
+                if frame.duration and frame.time_base:  # the container's own, where it has one
+                    last_frame_duration = float(frame.duration * frame.time_base)
                 last_video_time = relative
                 resampler.push(frame, relative)
             else:
@@ -259,6 +312,14 @@ def _decode_open_container(container, path: str, settings: DecodeSettings) -> De
             )
     if settings.audio == "required" and audio.size == 0:
         raise MediaSkipped("no_audio_stream", f"{path}: the audio stream holds no samples")
+    silent_audio = is_digital_silence(audio)
+    if silent_audio:
+        if settings.audio == "required":
+            raise MediaSkipped(
+                "silent_audio",
+                f"{path}: the audio track is digital silence (peak ≤ {SILENCE_PEAK})",
+            )
+        audio = np.zeros([0], np.int16)  # optional audio: kept as a clip without audio
 
     seconds = (
         len(jpeg_frames) / settings.fps
@@ -270,7 +331,11 @@ def _decode_open_container(container, path: str, settings: DecodeSettings) -> De
     if seconds + 1e-6 < settings.min_seconds:
         raise MediaSkipped("too_short", f"{path}: {seconds:.3f} s < {settings.min_seconds:g} s")
     return DecodedMedia(
-        jpeg_frames=jpeg_frames, height=out_shape[0], width=out_shape[1], audio=audio
+        jpeg_frames=jpeg_frames,
+        height=out_shape[0],
+        width=out_shape[1],
+        audio=audio,
+        silent_audio=silent_audio,
     )
 
 
@@ -284,10 +349,13 @@ def write_test_media(
     audio_layout: str = "mono",
     video_codec: str = "libx264",
     audio_codec: str = "aac",
+    sample_aspect_ratio: fractions.Fraction | None = None,
 ) -> None:
     """Encodes uint8 `[T, H, W, 3]` frames and/or float `[N]` or `[N, C]` audio in [-1, 1] with PyAV.
 
-    Used by the tests and the benchmark to make real H.264/AAC mp4, MPEG-4 avi and PCM wav files.
+    Used by the tests and the benchmark to make real media files (H.264/AAC mp4, MPEG-4 avi, VP9/
+    Opus WebM, PCM wav...). `sample_aspect_ratio`: the pixels' width / height, written into the
+    video stream (non-square pixels).
     """
     fps = fractions.Fraction(fps).limit_denominator(1001)
     with av.open(path, "w") as container:
@@ -296,6 +364,8 @@ def write_test_media(
             video_stream = container.add_stream(video_codec, rate=fps)
             video_stream.height, video_stream.width = frames.shape[1:3]
             video_stream.pix_fmt = "yuv420p"
+            if sample_aspect_ratio is not None:
+                video_stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
             if video_codec == "libx264":
                 video_stream.options = {"preset": "ultrafast", "crf": "18"}
         if audio is not None:

@@ -42,7 +42,11 @@ from data_pipeline.audio_features import (
     official_log_filterbank,
 )
 from data_pipeline.augment import AugmentConfig, augment_clip, normalize
-from data_pipeline.datasets import PreparedDataset, load_builder  # load_builder: also public here
+from data_pipeline.datasets import (  # load_builder: also public here
+    PreparedDataset,
+    load_builder,
+    split_info,
+)
 from data_pipeline.errors import UserError
 from data_pipeline.tensorflow_cpu import tf
 
@@ -155,7 +159,7 @@ def _builder(
 
 def _host_records(builder, split: str, config: InputConfig, process_index: int, process_count: int):
     return record_stream.host_records(
-        builder.info.splits[split].file_instructions,
+        split_info(builder, split).file_instructions,
         chunk_size=config.chunk_size,
         process_index=process_index,
         process_count=process_count,

@@ -131,18 +131,98 @@ def _decode_all(jobs: list[tuple[str, decode_cache.CacheEntry]], settings, num_w
     return len(pending)
 
 
-def _write_skip_report(builder, splits, report: PreparationReport) -> None:
-    from data_pipeline.media_builder import skipped_items
+# The per-split summary's columns: each skip reason counts under one of them.
+SUMMARY_COLUMNS = {
+    "missing": ("missing_file",),
+    "no audio": ("no_audio_stream",),
+    "silent": ("silent_audio",),
+    "too short": ("too_short",),
+    "undecodable": ("empty_file", "not_media", "truncated_or_corrupt"),
+    "other": ("no_video_stream", "resolution_too_small", "resolution_too_large"),
+}
+
+
+def _summary_table(title: str, outcomes: dict[str, collections.Counter], kept_silent: bool) -> str:
+    """The per-split table `prepare` prints: prepared files and skipped ones by reason."""
+    from data_pipeline.media_builder import KEPT_SILENT
+
+    headers = ["split", "listed", "prepared", *SUMMARY_COLUMNS]
+    rows = []
+    for split, counts in outcomes.items():
+        row = [split, sum(v for k, v in counts.items() if k != KEPT_SILENT), counts["prepared"]]
+        for column, reasons in SUMMARY_COLUMNS.items():
+            row.append(
+                sum(counts[r] for r in reasons) + (counts[KEPT_SILENT] if column == "silent" else 0)
+            )
+        if not counts["prepared"]:
+            row.append("left out: no usable file")
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [title]
+    for row in [headers, *rows]:
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ]
+        lines.append("  " + "  ".join(cells + [str(c) for c in row[len(headers) :]]))
+    if kept_silent:
+        lines.append("  (silent: prepared without audio, the dataset's audio being optional)")
+    return "\n".join(lines)
+
+
+def _write_skip_report(builder, splits, report: PreparationReport) -> str:
+    from data_pipeline.media_builder import KEPT_SILENT, skipped_items
 
     rows = skipped_items(builder, splits)
-    path = os.path.join(os.fspath(builder.data_dir), "skipped_files.tsv")
+    path = os.path.join(os.fspath(builder.data_dir), SKIP_REPORT)
     lines = ["split\tfile\treason\tdetail\n"] + [
         f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n"
         for split, key, reason, detail in rows
     ]
     atomic_file.write_text(path, "".join(lines))
     report.report_files.append(path)
-    report.skipped.update(reason for _, _, reason, _ in rows)
+    report.skipped.update(reason for _, _, reason, _ in rows if reason != KEPT_SILENT)
+    return path
+
+
+SKIP_REPORT = "skipped_files.tsv"
+
+
+def _clear_unwritten(builder) -> None:
+    """Removes a version directory that holds only a skip report of a run that wrote no dataset:
+    TFDS would take its existence for a prepared dataset and never write it."""
+    import shutil
+
+    path = os.fspath(builder.data_dir)
+    if os.path.isdir(path) and not builder.is_prepared() and set(os.listdir(path)) <= {SKIP_REPORT}:
+        shutil.rmtree(path)
+
+
+def _write_dataset(builder, manual_dir: str, usable: dict[str, int]) -> dict[str, int]:
+    """Writes `builder`'s TFDS dataset; an existing one is rewritten when its split sizes are no
+    longer what the manual dir gives (files added since, or a split now usable). Returns the
+    written split sizes."""
+    import tensorflow_datasets as tfds
+
+    _clear_unwritten(builder)
+    mode = None
+    if builder.is_prepared():
+        written = {split: info.num_examples for split, info in builder.info.splits.items()}
+        if written == usable:
+            return written
+        print(
+            f"{builder.name}/{builder.builder_config.name}: rewriting the dataset prepared with "
+            f"{written} for {usable}",
+            flush=True,
+        )
+        mode = tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS  # overwrites the dataset
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=manual_dir,
+            **({"download_mode": mode} if mode else {}),
+        )
+    )
+    return {split: info.num_examples for split, info in builder.info.splits.items()}
 
 
 def prepare(
@@ -161,10 +241,9 @@ def prepare(
     see the module docstring.
 
     Raises:
-      UserError: `config` or `manual_dir` do not fit the dataset.
+      UserError: `config` or `manual_dir` do not fit the dataset, or no split of any config has
+        a usable file (the skip reports are written first).
     """
-    import tensorflow_datasets as tfds
-
     data_dir = resolve_data_dir(data_dir)
     report = PreparationReport()
     if name == "av_digits":
@@ -175,6 +254,8 @@ def prepare(
             split: info.num_examples for split, info in builder.info.splits.items()
         }
         return report
+
+    from data_pipeline.media_builder import KEPT_SILENT, split_outcomes
 
     builders = _builders(name, data_dir, config, short_side, min_seconds)
     all_splits = _list_media(name, builders, manual_dir)
@@ -199,20 +280,21 @@ def prepare(
         return report
 
     for builder, splits in zip(builders, all_splits):
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        outcomes = split_outcomes(builder, splits)
+        usable = {split: c["prepared"] for split, c in outcomes.items() if c["prepared"]}
+        config_name = builder.builder_config.name
+        if usable:
+            report.examples[config_name] = _write_dataset(builder, manual_dir, usable)
+        report_path = _write_skip_report(builder, splits, report)
+        kept_silent = any(c[KEPT_SILENT] for c in outcomes.values())
+        print(_summary_table(f"{builder.name}/{config_name}:", outcomes, kept_silent))
+        print(f"  every file not prepared is listed in {report_path}", flush=True)
+    if not report.examples:
+        raise UserError(
+            f"no usable file in any split of {name} under --manual_dir={manual_dir} ("
+            + ", ".join(f"{reason}={count}" for reason, count in sorted(report.skipped.items()))
+            + f"); each file's reason is in {report.report_files[0]}"
         )
-        report.examples[builder.builder_config.name] = {
-            split: info.num_examples for split, info in builder.info.splits.items()
-        }
-        _write_skip_report(builder, splits, report)
-    print(f"Prepared {name}: {report.examples}")
-    print(
-        f"Skipped files: {sum(report.skipped.values())} "
-        + ", ".join(f"{reason}={count}" for reason, count in sorted(report.skipped.items()))
-    )
-    for path in report.report_files:
-        print(f"  listed in {path}")
     return report
 
 

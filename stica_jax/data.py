@@ -20,7 +20,12 @@ import ml_collections
 from absl import logging
 
 from data_pipeline.data_dir import resolve_data_dir
-from data_pipeline.datasets import DatasetNotPreparedError, PreparedDataset, open_dataset
+from data_pipeline.datasets import (
+    DatasetNotPreparedError,
+    PreparedDataset,
+    SplitNotPreparedError,
+    open_dataset,
+)
 
 __all__ = [
     "DatasetNotPreparedError",
@@ -78,15 +83,20 @@ def open_eval_dataset(
 ) -> PreparedDataset | None:
     """`config.eval.dataset`, opened once: `train` itself when it is the same dataset.
 
-    None when `eval.method` is "none", or (with a warning) when the dataset is not prepared:
-    online evaluation is then skipped, training is not.
+    None when `eval.method` is "none", or (with a warning) when the dataset or one of its two
+    splits is not prepared: online evaluation is then skipped, training is not.
     """
     if config.eval.method == "none":
         return None
-    if config.eval.dataset == train.name:
-        return train
     try:
-        return open_run_dataset(config, config.eval.dataset)
-    except DatasetNotPreparedError as error:
+        dataset = (
+            train
+            if config.eval.dataset == train.name
+            else open_run_dataset(config, config.eval.dataset)
+        )
+        for split in (config.eval.train_split, config.eval.test_split):
+            dataset.num_examples(split)
+    except (DatasetNotPreparedError, SplitNotPreparedError) as error:
         logging.warning("online eval skipped: %s", error)
         return None
+    return dataset

@@ -43,6 +43,10 @@ except ImportError:
 import jax
 import pytest
 
+# A normal user's session: files the project writes for people must come out 0644 (the
+# file-mode tests), whatever umask the machine running the suite has.
+os.umask(0o022)
+
 jax.config.update("jax_num_cpu_devices", 8)
 
 

@@ -9,6 +9,7 @@ from data_pipeline.media_builder import (
     MediaDatasetBuilder,
     MediaItem,
     files_by_name,
+    videos_by_stem,
 )
 from data_pipeline.media_decode import DecodeSettings
 
@@ -38,7 +39,7 @@ class SticaHmdb51(MediaDatasetBuilder):
             if match and match["fold"] == fold:
                 split_files[match["class_name"]] = path
         class_names = sorted(split_files)
-        videos = files_by_name(manual_dir, (".avi",))
+        videos = videos_by_stem(manual_dir)  # listed as .avi, found in any container
         splits = collections.defaultdict(list)
         for label, class_name in enumerate(class_names):
             with open(split_files[class_name]) as file:
@@ -48,7 +49,9 @@ class SticaHmdb51(MediaDatasetBuilder):
                     video, code = line.split()
                     if code not in ("1", "2"):
                         continue
-                    path = videos.get(video, os.path.join(manual_dir, class_name, video))
+                    path = videos.get(
+                        os.path.splitext(video)[0], os.path.join(manual_dir, class_name, video)
+                    )
                     split = "train" if code == "1" else "test"
                     splits[split].append(
                         MediaItem(os.path.relpath(path, manual_dir), path, label, class_name)

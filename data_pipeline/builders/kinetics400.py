@@ -8,6 +8,7 @@ from data_pipeline.media_builder import (
     MediaDatasetBuilder,
     MediaItem,
     files_by_name,
+    videos_by_stem,
 )
 from data_pipeline.media_decode import DecodeSettings
 
@@ -19,7 +20,6 @@ _SPLIT_NAMES = {
     "validation": "validation",
     "test": "test",
 }
-_VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
 
 
 class SticaKinetics400(MediaDatasetBuilder):
@@ -36,8 +36,9 @@ class SticaKinetics400(MediaDatasetBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put under the manual dir (any sub-folders): the annotation CSVs (`train.csv`, `validate.csv`,
   `test.csv`, header `label,youtube_id,time_start,time_end,split`) and the videos, named
-  `{youtube_id}_{time_start:06d}_{time_end:06d}.mp4`. Rows without a video are reported as
-  `missing_file`; rows without a label are not used.
+  `{youtube_id}_{time_start:06d}_{time_end:06d}` in any container (.mp4, .mkv, .webm, .avi,
+  .mov, ...). Rows without a video are reported as `missing_file`; rows without a label are not
+  used; a split none of whose videos is usable is left out.
   """
 
     def list_media(self, manual_dir: str) -> dict[str, list[MediaItem]]:
@@ -52,10 +53,7 @@ class SticaKinetics400(MediaDatasetBuilder):
             raise ValueError(
                 f"{len(class_names)} labels in the Kinetics-400 CSVs, expected at most 400"
             )
-        videos = {
-            os.path.splitext(name)[0]: path
-            for name, path in files_by_name(manual_dir, _VIDEO_SUFFIXES).items()
-        }
+        videos = videos_by_stem(manual_dir)
         splits: dict[str, list[MediaItem]] = {}
         seen = set()
         for row in rows:

@@ -7,6 +7,7 @@ from data_pipeline.media_builder import (
     MediaDatasetBuilder,
     MediaItem,
     files_by_name,
+    videos_by_stem,
 )
 from data_pipeline.media_decode import DecodeSettings
 
@@ -37,9 +38,9 @@ class SticaUcf101(MediaDatasetBuilder):
                 if line.strip():
                     number, name = line.split()
                     class_index[name] = int(number) - 1
-        video_root = os.path.dirname(
-            os.path.dirname(next(iter(files_by_name(manual_dir, (".avi",)).values())))
-        )
+        # Listed as `<Class>/<name>.avi`; found by name in any container, anywhere below.
+        videos = videos_by_stem(manual_dir)
+        video_root = os.path.dirname(os.path.dirname(next(iter(videos.values()))))
         fold = self.builder_config.fold
         splits = {}
         for split, list_name in (
@@ -53,7 +54,10 @@ class SticaUcf101(MediaDatasetBuilder):
                         continue
                     relative = line.split()[0]
                     class_name = relative.split("/")[0]
-                    path = os.path.join(video_root, relative)
+                    path = videos.get(
+                        os.path.splitext(os.path.basename(relative))[0],
+                        os.path.join(video_root, relative),
+                    )
                     items.append(
                         MediaItem(
                             os.path.relpath(path, manual_dir),

@@ -1,4 +1,5 @@
-"""Tiny real media files (H.264/AAC mp4, MPEG-4/PCM avi, PCM wav) made with PyAV for the tests."""
+"""Tiny real media files (H.264/AAC mp4/mov/mkv, MPEG-4/PCM avi, VP9/Opus WebM, PCM wav) made
+with PyAV for the tests."""
 
 import fractions
 import os
@@ -30,6 +31,13 @@ def tone(
     return wave if channels == 1 else np.repeat(wave[:, None], channels, axis=1)
 
 
+# Codecs by container: what real files of that container most often hold.
+_CODECS = {
+    ".avi": ("mpeg4", "pcm_s16le"),
+    ".webm": ("libvpx-vp9", "libopus"),
+}
+
+
 def write_clip(
     path: str,
     *,
@@ -37,14 +45,20 @@ def write_clip(
     fps: float | fractions.Fraction = 30,
     size: tuple[int, int] = (48, 64),
     audio_hz: float | None = 440.0,
+    audio_amplitude: float = 0.5,
     sample_rate: int = 48_000,
     channels: int = 2,
+    frames: np.ndarray | None = None,
+    sample_aspect_ratio: fractions.Fraction | None = None,
 ) -> str:
-    """A clip with numbered frames and a tone (mp4: H.264 + AAC; avi: MPEG-4 + PCM)."""
+    """A clip with numbered frames (or `frames`) and a tone; the container from the suffix (mp4,
+    mov, mkv: H.264 + AAC; avi: MPEG-4 + PCM; webm: VP9 + Opus). `audio_amplitude=0` writes a
+    track of digital silence."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    frames = numbered_frames(max(1, round(seconds * float(fps))), *size)
-    audio = tone(seconds, audio_hz, sample_rate, channels) if audio_hz else None
-    avi = path.endswith(".avi")
+    if frames is None:
+        frames = numbered_frames(max(1, round(seconds * float(fps))), *size)
+    audio = tone(seconds, audio_hz, sample_rate, channels, audio_amplitude) if audio_hz else None
+    video_codec, audio_codec = _CODECS.get(os.path.splitext(path)[1], ("libx264", "aac"))
     write_test_media(
         path,
         frames=frames,
@@ -52,8 +66,9 @@ def write_clip(
         audio=audio,
         sample_rate=sample_rate,
         audio_layout="stereo" if channels == 2 else "mono",
-        video_codec="mpeg4" if avi else "libx264",
-        audio_codec="pcm_s16le" if avi else "aac",
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        sample_aspect_ratio=sample_aspect_ratio,
     )
     return path
 
@@ -96,6 +111,8 @@ def write_bad_inputs(directory: str) -> dict[str, str]:
     expected["truncated.mp4"] = "truncated_or_corrupt"
     write_clip(os.path.join(directory, "silent.mp4"), seconds=1.2, audio_hz=None)
     expected["silent.mp4"] = "no_audio_stream"
+    write_clip(os.path.join(directory, "zeros.mp4"), seconds=1.2, audio_amplitude=0.0)
+    expected["zeros.mp4"] = "silent_audio"  # an audio track of digital silence
     write_wav(os.path.join(directory, "sound_only.wav"), seconds=1.2)
     expected["sound_only.wav"] = "no_video_stream"
     write_clip(os.path.join(directory, "short.mp4"), seconds=0.5)

@@ -3,12 +3,14 @@ and reports each bad input with its reason."""
 
 import csv
 import os
+import stat
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import prepare as prepare_module
+from data_pipeline.datasets import SplitNotPreparedError, open_dataset
 from data_pipeline.pipeline import (
     InputConfig,
     load_builder,
@@ -155,6 +157,96 @@ def test_preparation_resumes_and_shards_without_decoding_twice(kinetics_manual_d
     assert final.examples["default_short_side32_min_seconds1"] == {"train": 2, "validation": 1}
 
 
+def _kinetics_layout(manual, rows: list[tuple[str, str, str]]) -> None:
+    """Annotation CSVs for (youtube_id, split, label) rows, each clip 0-10 s."""
+    os.makedirs(manual / "annotations", exist_ok=True)
+    for split in ("train", "validate"):
+        with open(manual / "annotations" / f"{split}.csv", "w") as file:
+            file.write("label,youtube_id,time_start,time_end,split\n")
+            for youtube_id, row_split, label in rows:
+                if row_split == split:
+                    file.write(f"{label},{youtube_id},0,10,{split}\n")
+
+
+def _summary_rows(out: str) -> dict[str, list[str]]:
+    """The per-split rows of `prepare`'s summary table: split → its cells."""
+    lines = out.splitlines()
+    header = next(
+        i for i, line in enumerate(lines) if line.split()[:3] == ["split", "listed", "prepared"]
+    )
+    rows = {}
+    for line in lines[header + 1 :]:
+        if not line.startswith("  ") or line.strip().startswith(("(", "every")):
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_a_partial_download_prepares_the_splits_it_has(tmp_path, capsys):
+    """Validation not downloaded yet, train in mixed containers with one silent track: train is
+    prepared, validation left out and named when asked for; once its file is there, preparing
+    again writes it."""
+    manual = tmp_path / "manual"
+    for youtube_id, suffix in (
+        ("trainmov001", "mov"),
+        ("trainmkv001", "mkv"),
+        ("trainweb001", "webm"),
+    ):
+        media_files.write_clip(
+            str(manual / "train" / f"{youtube_id}_000000_000010.{suffix}"), seconds=1.2
+        )
+    media_files.write_clip(
+        str(manual / "train" / "trainsil001_000000_000010.mp4"), seconds=1.2, audio_amplitude=0
+    )
+    rows = [
+        (i, "train", "abseiling")
+        for i in ("trainmov001", "trainmkv001", "trainweb001", "trainsil001")
+    ]
+    rows += [("validat0001", "validate", "abseiling"), ("validat0002", "validate", "zumba")]
+    _kinetics_layout(manual, rows)
+    data_dir = str(tmp_path / "data")
+    options = dict(
+        manual_dir=str(manual), data_dir=data_dir, num_workers=1, short_side=32, min_seconds=1.0
+    )
+    name = "stica_kinetics400/default_short_side32_min_seconds1"
+
+    report = prepare_module.prepare("kinetics400", **options)
+    assert report.examples == {"default_short_side32_min_seconds1": {"train": 3}}
+    summary = _summary_rows(capsys.readouterr().out)
+    # listed, prepared, missing, no audio, silent, too short, undecodable, other
+    assert summary["train"] == ["4", "3", "0", "0", "1", "0", "0", "0"]
+    assert summary["validation"][:3] == ["2", "0", "2"] and "left out" in " ".join(
+        summary["validation"]
+    )
+    assert stat.S_IMODE(os.stat(report.report_files[0]).st_mode) == 0o644  # umask 022 (conftest)
+    reported = _skip_report(report.report_files[0])
+    assert reported == {
+        "train/trainsil001_000000_000010.mp4": "silent_audio",
+        "validat0001_000000_000010.mp4": "missing_file",
+        "validat0002_000000_000010.mp4": "missing_file",
+    }
+    dataset = open_dataset(name, data_dir)
+    assert _ids(dataset.builder, "train") == {
+        "train/trainmov001_000000_000010.mov",
+        "train/trainmkv001_000000_000010.mkv",
+        "train/trainweb001_000000_000010.webm",
+    }
+    with pytest.raises(SplitNotPreparedError) as error:
+        dataset.num_examples("validation")
+    message = str(error.value)
+    assert "\n" not in message and "has no split 'validation' (prepared: train)" in message
+    assert "python -m data_pipeline.prepare kinetics400 --manual_dir=" in message
+    assert report.report_files[0] in message
+
+    media_files.write_clip(
+        str(manual / "validation" / "validat0001_000000_000010.mp4"), seconds=1.2
+    )
+    again = prepare_module.prepare("kinetics400", **options)
+    assert again.examples == {"default_short_side32_min_seconds1": {"train": 3, "validation": 1}}
+    assert open_dataset(name, data_dir).num_examples("validation") == 1
+
+
 def _write_ucf(manual) -> None:
     classes = ["ApplyEyeMakeup", "Basketball"]
     lists = manual / "ucfTrainTestlist"
@@ -162,10 +254,13 @@ def _write_ucf(manual) -> None:
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     for c in classes:
         for group in (1, 8):
+            # Listed as .avi; one is an .mkv (a re-encode) with a track of digital silence.
+            odd = c == "ApplyEyeMakeup" and group == 8
             media_files.write_clip(
-                str(manual / "UCF-101" / c / f"v_{c}_g{group:02d}_c01.avi"),
+                str(manual / "UCF-101" / c / f"v_{c}_g{group:02d}_c01.{'mkv' if odd else 'avi'}"),
                 seconds=1.1,
                 audio_hz=None if c == "Basketball" else 440.0,
+                audio_amplitude=0.0 if odd else 0.5,
             )
     for fold, test_group, train_group in ((1, 1, 8), (2, 8, 1), (3, 1, 8)):
         (lists / f"trainlist0{fold}.txt").write_text(
@@ -201,6 +296,12 @@ def test_ucf101_folds_follow_the_official_lists(tmp_path):
     )
     without_audio = examples["UCF-101/Basketball/v_Basketball_g01_c01.avi"]
     assert without_audio["label"] == 1 and without_audio["audio"].size == 0  # UCF audio is optional
+    # Found by its stem in another container; its silent track kept as no audio, and reported.
+    train = {e["id"].decode(): e for e in _examples(fold1, "train")}
+    silent = train["UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.mkv"]
+    assert silent["label"] == 0 and silent["audio"].size == 0 and len(silent["video"]) == 33
+    reported = _skip_report(os.path.join(fold1.data_dir, "skipped_files.tsv"))
+    assert reported == {"UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.mkv": "silent_audio_kept"}
 
 
 def test_hmdb51_splits_use_codes_1_and_2_and_drop_0(tmp_path):
@@ -209,8 +310,9 @@ def test_hmdb51_splits_use_codes_1_and_2_and_drop_0(tmp_path):
     os.makedirs(splits)
     for c in ("brush_hair", "wave"):
         for v in range(3):
+            suffix = "mp4" if (c, v) == ("wave", 0) else "avi"  # listed as .avi all the same
             media_files.write_clip(
-                str(manual / "hmdb51_org" / c / f"{c}_{v}.avi"), seconds=1.1, audio_hz=None
+                str(manual / "hmdb51_org" / c / f"{c}_{v}.{suffix}"), seconds=1.1, audio_hz=None
             )
         for fold in (1, 2, 3):
             (splits / f"{c}_test_split{fold}.txt").write_text(
@@ -228,7 +330,7 @@ def test_hmdb51_splits_use_codes_1_and_2_and_drop_0(tmp_path):
     builder = load_builder("stica_hmdb51/fold2_short_side32", data_dir)
     assert _ids(builder, "train") == {
         "hmdb51_org/brush_hair/brush_hair_0.avi",
-        "hmdb51_org/wave/wave_0.avi",
+        "hmdb51_org/wave/wave_0.mp4",
     }
     assert _ids(builder, "test") == {
         "hmdb51_org/brush_hair/brush_hair_1.avi",

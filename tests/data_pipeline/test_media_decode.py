@@ -2,11 +2,12 @@ import fractions
 import io
 import os
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from data_pipeline.media_decode import DecodeSettings, MediaSkipped, decode_media
+from data_pipeline.media_decode import DecodeSettings, MediaSkipped, decode_media, write_test_media
 from tests.data_pipeline import media_files
 
 SETTINGS = DecodeSettings(short_side=32, min_seconds=1.0)
@@ -94,3 +95,81 @@ def test_audio_is_optional_where_the_dataset_says_so(tmp_path):
     path = media_files.write_clip(str(tmp_path / "silent.mp4"), seconds=1.2, audio_hz=None)
     media = decode_media(path, DecodeSettings(short_side=32, min_seconds=1.0, audio="optional"))
     assert media.audio.size == 0 and len(media.jpeg_frames) == 36
+
+
+def _display_square(height: int, sar: fractions.Fraction) -> np.ndarray:
+    """One uint8 `[H, W, 3]` frame: black, with a white block `height / 2` rows tall and as many
+    *displayed* columns wide (`height / 2 / sar` stored columns), so it looks square on screen."""
+    width = 2 * height
+    frame = np.zeros((height, width, 3), np.uint8)
+    rows, cols = height // 2, round(height / 2 / sar)
+    frame[height // 4 : height // 4 + rows, 8 : 8 + cols] = 255
+    return frame
+
+
+@pytest.mark.parametrize(
+    "name, height, sar",
+    [
+        ("pal_dv.mp4", 144, fractions.Fraction(128, 117)),  # QCIF's 176x144 from a PAL camera
+        ("anamorphic.mkv", 96, fractions.Fraction(4, 3)),
+        ("camera.mov", 96, fractions.Fraction(4, 3)),
+        ("narrow.avi", 96, fractions.Fraction(2, 3)),
+    ],
+)
+def test_non_square_pixels_are_stored_as_they_are_displayed(tmp_path, name, height, sar):
+    frame = _display_square(height, sar)
+    path = media_files.write_clip(
+        str(tmp_path / name),
+        frames=np.stack([frame] * 30),
+        sample_aspect_ratio=sar,
+    )
+    with av.open(path) as container:  # FFmpeg's own reading of the file: the reference
+        stream = container.streams.video[0]
+        assert stream.sample_aspect_ratio == sar
+        display_aspect = float(stream.display_aspect_ratio)
+    media = decode_media(path, SETTINGS)
+    image = np.asarray(Image.open(io.BytesIO(media.jpeg_frames[15])).convert("L"))
+    assert image.shape == (media.height, media.width)
+    assert media.height == 32 and abs(media.width - 32 * display_aspect) <= 0.5
+    # The block that is square on screen is square in the stored frame.
+    rows, cols = np.nonzero(image > 128)
+    block_height, block_width = np.ptp(rows) + 1, np.ptp(cols) + 1
+    assert block_height == 16 and abs(block_width - block_height) <= 1, (block_height, block_width)
+
+
+def test_a_webm_with_millisecond_timestamps_keeps_exactly_its_frames(tmp_path):
+    # 72 frames at 30 fps: 2.4 s. Their times, rounded to WebM's 1/1000 s, are 0, 33, 67, 100…;
+    # levels repeat every 40 frames (numbered_frames' range).
+    frames = media_files.numbered_frames(40)
+    frames = np.concatenate([frames, frames[:32]])
+    path = media_files.write_clip(str(tmp_path / "clip.webm"), frames=frames, seconds=2.4)
+    with av.open(path) as container:
+        assert container.streams.video[0].time_base == fractions.Fraction(1, 1000)
+        assert container.streams.video[0].frames in (0, 72)  # WebM often does not say
+    media = decode_media(path, SETTINGS)
+    assert len(media.jpeg_frames) == 72
+    assert [media_files.frame_number(v) for v in _levels(media.jpeg_frames)] == [
+        k % 40 for k in range(72)
+    ]
+
+
+def test_digital_silence_is_no_audio(tmp_path):
+    silent = media_files.write_clip(str(tmp_path / "zeros.mp4"), seconds=1.2, audio_amplitude=0)
+    with pytest.raises(MediaSkipped) as skipped:
+        decode_media(silent, SETTINGS)  # audio required (Kinetics)
+    assert skipped.value.reason == "silent_audio"
+    optional = DecodeSettings(short_side=32, min_seconds=1.0, audio="optional")
+    kept = decode_media(silent, optional)
+    assert kept.silent_audio and kept.audio.size == 0 and len(kept.jpeg_frames) == 36
+    # A very quiet track (noise at -80 dBFS RMS: 3 of 32768) is sound, not silence.
+    quiet = str(tmp_path / "quiet.mp4")
+    noise = np.random.default_rng(0).normal(0, 10 ** (-80 / 20), 48_000 * 6 // 5)
+    write_test_media(
+        quiet,
+        frames=media_files.numbered_frames(36),
+        audio=noise,
+        sample_rate=48_000,
+    )
+    media = decode_media(quiet, SETTINGS)
+    assert not media.silent_audio and media.audio.size > 24_000
+    assert 1.0 < np.sqrt(np.mean(media.audio.astype(np.float64) ** 2)) < 10.0

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from tests.command_line import run_fresh, stderr_lines
+from tests.command_line import ROOT, run_fresh, stderr_lines
+from tests.data_pipeline import media_files
 
 PREFIX = "python -m data_pipeline.prepare: error: "
 
@@ -61,3 +62,82 @@ def test_decode_workers_default_to_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert prepare._default_workers() == 3
+
+
+def test_a_download_without_any_usable_file_stops_and_a_partial_one_is_prepared(fresh, tmp_path):
+    """Nothing downloaded yet: one line, status 2, every listed file in skipped_files.tsv. Train
+    downloaded, validation not: exit 0 and validation left out, which training asked for names in
+    one line with the command that prepares it."""
+    home, cwd = fresh
+    manual, data_dir = tmp_path / "manual", tmp_path / "data"
+    (manual / "lists").mkdir(parents=True)
+    (manual / "lists" / "train.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,clipintrain,0,10,train\n"
+    )
+    (manual / "lists" / "validate.csv").write_text(
+        "label,youtube_id,time_start,time_end,split\nabseiling,clipinvalid,0,10,validate\n"
+    )
+    prepare = [
+        "-m",
+        "data_pipeline.prepare",
+        "kinetics400",
+        f"--manual_dir={manual}",
+        f"--data_dir={data_dir}",
+        "--short_side=32",
+        "--min_seconds=1",
+        "--num_workers=1",
+    ]
+    nothing = run_fresh(prepare, home=home, cwd=cwd)
+    assert nothing.returncode == 2, nothing.stderr[-2000:]
+    line = stderr_lines(nothing)[-1]
+    assert line.startswith(f"{PREFIX}no usable file in any split of kinetics400 "), line
+    assert "missing_file=2" in line and "Traceback" not in nothing.stderr
+    report = line.rsplit(" ", 1)[-1]
+    with open(report) as file:
+        assert [row.split("\t")[:3] for row in file.read().splitlines()[1:]] == [
+            ["train", "clipintrain_000000_000010.mp4", "missing_file"],
+            ["validation", "clipinvalid_000000_000010.mp4", "missing_file"],
+        ]
+
+    media_files.write_clip(str(manual / "clipintrain_000000_000010.webm"), seconds=1.2)
+    partial = run_fresh(prepare, home=home, cwd=cwd)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    assert "Traceback" not in partial.stderr
+    rows = [line.split() for line in partial.stdout.splitlines()]
+    assert ["train", "1", "1", "0", "0", "0", "0", "0", "0"] in rows
+    assert [
+        "validation",
+        "1",
+        "0",
+        "1",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "left",
+        "out:",
+        "no",
+        "usable",
+        "file",
+    ] in rows
+
+    train = run_fresh(
+        [
+            "-m",
+            "stica_jax.main",
+            f"--config={os.path.join(ROOT, 'configs', 'demo.py')}",
+            f"--workdir={tmp_path / 'run'}",
+            "--config.input.dataset=stica_kinetics400/default_short_side32_min_seconds1",
+            f"--config.data_dir={data_dir}",
+            "--config.train_split=validation",
+            "--config.eval.method=none",
+        ],
+        home=home,
+        cwd=cwd,
+    )
+    assert train.returncode == 2, train.stderr[-2000:]
+    (line,) = stderr_lines(train)
+    assert "has no split 'validation' (prepared: train)" in line
+    assert "python -m data_pipeline.prepare kinetics400 --manual_dir=" in line
+    assert os.listdir(cwd) == []

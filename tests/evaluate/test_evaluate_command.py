@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import stat
 
 import pytest
 
@@ -94,6 +95,8 @@ def test_a_linear_probe_runs_from_a_workdir_and_a_missing_dataset_is_one_line(di
         cwd=str(cwd),
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    path = tmp_path / "eval" / "results.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # for colleagues (umask 022: conftest)
     results = json.load(open(tmp_path / "eval" / "results.json"))
     assert results["protocol"] == "linear" and list(results["folds"]) == ["1"]
     assert results["init"] == {"kind": "workdir", "source": workdir, "step": 3}

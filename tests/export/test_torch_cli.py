@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 import types
@@ -127,6 +128,8 @@ def test_cli_exports_a_real_training_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / export.MANIFEST_FILE).read_text())
     assert manifest["step"] == 7
+    for name in os.listdir(tmp_path / "out"):  # readable by colleagues (umask 022: conftest)
+        assert stat.S_IMODE(os.stat(tmp_path / "out" / name).st_mode) == 0o644, name
     tensors = load_file(str(tmp_path / "out" / export.VIDEO_FILE))
     kernel = np.asarray(state.params["video_backbone"]["stem"]["spatial"]["kernel"][...])
     np.testing.assert_array_equal(tensors["stem.0.weight"], kernel.transpose(4, 3, 0, 1, 2))
