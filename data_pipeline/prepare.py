@@ -14,8 +14,17 @@ cores by default) into the decode cache under the data dir, with a progress bar 
 files are never decoded again, so an interrupted run resumes where it stopped; with
 `--num_shards=K` machine I (sharing the data dir) decodes only every K-th file from the I-th and
 stops after phase 1. (2) Write: a run without `--num_shards` decodes whatever is still missing,
-then packs the cache into the TFDS dataset of every config (all folds share one decode) and
-writes `skipped_files.tsv` (split, file, reason, detail) next to each dataset.
+then packs the cache into the TFDS dataset of every config (all folds share one decode), writes
+`skipped_files.tsv` (split, file, reason, detail) into each dataset's directory and prints a
+table per config: each split's listed files, how many were prepared, and why the others were
+not (missing, no audio, silent, too short, undecodable, other).
+
+Whatever subset of a download exists is prepared. A split none of whose files is usable (not
+downloaded yet, say) is left out: TFDS cannot write an empty split, and a run asking for it gets
+one line naming it and this command. Run `prepare` again once more files are there: a dataset
+whose split sizes differ from what the manual dir now gives is rewritten (from the decode cache;
+only new files are decoded). The command exits with status 2, after writing the reports, only
+when no split of any config has a usable file.
 """
 
 import argparse

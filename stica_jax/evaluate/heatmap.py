@@ -55,6 +55,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.short_side = 0  # network input short side; 0 = the model's input.eval_short_side
     config.decode_short_side = 128  # stored frames' short side (data_pipeline's default, 128)
     config.alpha = 0.5  # heatmap opacity over the frame
+    # The pictures' least height in pixels: a smaller frame is enlarged (Lanczos) for viewing, the
+    # heat upsampled to the enlarged frame. Only the picture changes, not the heat.
+    config.png_height = 256
     return config
 
 
@@ -198,10 +201,31 @@ def overlay(frame: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return np.round(mixed).astype(np.uint8)
 
 
+def enlarged(frame: np.ndarray, min_height: int) -> np.ndarray:
+    """uint8 `[H, W, 3]` → at least `min_height` rows (Lanczos, aspect kept) for viewing."""
+    height, width = frame.shape[:2]
+    if height >= min_height:
+        return frame
+    size = (max(1, round(width * min_height / height)), min_height)
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+
+
+def colour_scale_css() -> str:
+    """The ramp of `colorize` as a CSS gradient: the page's colour scale is the pictures'."""
+    stops = ", ".join(
+        f"rgb({r:.0f}, {g:.0f}, {b:.0f}) {100 * i / (len(_RAMP) - 1):.0f}%"
+        for i, (r, g, b) in enumerate(_RAMP)
+    )
+    return f"linear-gradient(to right, {stops})"
+
+
 def write_index(out_dir: str, entries: Sequence[dict[str, Any]]) -> str:
-    """`index.html`: the PNGs side by side, each with its video and heat range."""
+    """`index.html`: the PNGs side by side, each with its video, its colour scale labelled with
+    the clip's heat range, and the frame shown."""
     figures = "\n".join(
         f'<figure><img src="{html.escape(e["png"])}" alt="{html.escape(e["video"])}">'
+        f'<div class="scale"><span>{e["min"]:.3f}</span><span class="bar"></span>'
+        f"<span>{e['max']:.3f}</span></div>"
         f"<figcaption>{html.escape(os.path.basename(e['video']))}<br>"
         f"heat {e['min']:.3f} … {e['max']:.3f} (cosine), frame {e['frame']}</figcaption></figure>"
         for e in entries
@@ -211,13 +235,17 @@ def write_index(out_dir: str, entries: Sequence[dict[str, Any]]) -> str:
 <style>
 body {{ font-family: sans-serif; margin: 1em; }}
 main {{ display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }}
-figure {{ margin: 0; }} img {{ height: 256px; image-rendering: auto; }}
+figure {{ margin: 0; }} img {{ height: 256px; image-rendering: auto; display: block; }}
 figcaption {{ font-size: 0.85em; max-width: 24em; word-break: break-all; }}
+.scale {{ display: flex; align-items: center; gap: 0.4em; font-size: 0.8em; margin: 0.3em 0; }}
+.bar {{ flex: 1; height: 0.9em; min-width: 8em; background: {colour_scale_css()}; }}
 </style></head><body>
 <h1>Audio-visual heatmaps</h1>
 <p>Each picture is a clip's middle frame. The colour is the cosine similarity between the clip's
-audio embedding and the embedding of each position of the visual map (blue low, red high,
-scaled per clip).</p>
+audio embedding and the embedding of each position of the visual map, scaled per clip: the bar
+under each picture runs from that clip's lowest heat (left, dark blue) to its highest (right,
+dark red).</p>
+<div class="scale"><span>low</span><span class="bar"></span><span>high</span></div>
 <main>
 {figures}
 </main></body></html>
@@ -249,8 +277,10 @@ def write_heatmaps(
     short_side: int = 0,
     decode_short_side: int = 128,
     alpha: float = 0.5,
+    png_height: int = 256,
 ) -> list[dict[str, Any]]:
-    """One PNG per video in `out_dir` and `index.html`; returns the entries (png, heat range).
+    """One PNG per video in `out_dir` (at least `png_height` pixels tall) and `index.html`;
+    returns the entries (png, heat range).
 
     Every video is decoded before any heatmap is computed, so a bad file fails fast.
     """
@@ -262,7 +292,8 @@ def write_heatmaps(
     for video, (jpegs, audio), name in zip(videos, decoded, _png_names(videos)):
         inputs = clip_inputs(jpegs, audio, input_config, short_side)
         heat = np.asarray(heat_fn(params, batch_stats, inputs.video, inputs.audio))
-        Image.fromarray(overlay(inputs.frame, heat, alpha)).save(os.path.join(out_dir, name))
+        picture = overlay(enlarged(inputs.frame, png_height), heat, alpha)
+        Image.fromarray(picture).save(os.path.join(out_dir, name))
         entries.append(
             dict(
                 video=video,
@@ -324,6 +355,7 @@ def main(argv: Sequence[str]) -> None:
         short_side=config.short_side,
         decode_short_side=config.decode_short_side,
         alpha=config.alpha,
+        png_height=config.png_height,
     )
     for entry in entries:
         print(f"{os.path.join(out, entry['png'])}: {entry['video']}")

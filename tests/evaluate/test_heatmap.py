@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from flax import nnx
 from PIL import Image
 
 from data_pipeline import av_digits
-from data_pipeline.media_decode import encode_jpeg, resized_shape
+from data_pipeline.media_decode import encode_jpeg
 from stica_jax.evaluate import heatmap
 from tests.command_line import newcomer_dirs, run_fresh
 from tests.evaluate import digit_clips
@@ -222,10 +223,17 @@ def test_the_command_writes_a_png_per_video_and_an_index(tmp_path):
     for name, (height, width) in (("digit.png", (48, 48)), ("tone.png", (48, 64))):
         image = Image.open(out / name)
         image.load()  # a complete, valid PNG
-        # The middle frame as decoded: short side 128 (data_pipeline's default).
+        # The middle frame, decoded at short side 128, enlarged to 256 rows for viewing.
         assert image.format == "PNG" and image.mode == "RGB"
-        assert image.size[::-1] == resized_shape(height, width, 128)
+        assert image.height == 256 and abs(image.width - 256 * width / height) <= 1
         assert f'src="{name}"' in index
+    # The page's colour scale is the pictures': the ramp's two ends, dark blue and dark red.
+    low, high = heatmap.colorize(np.array([0.0, 1.0]))
+    assert f"rgb({low[0]}, {low[1]}, {low[2]}) 0%" in index
+    assert f"rgb({high[0]}, {high[1]}, {high[2]}) 100%" in index
+    assert index.count('class="bar"') == 3  # the page's legend and one per picture
+    for path in (out / "index.html", out / "digit.png", out / "tone.png"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path  # umask 022 (conftest)
     assert str(out / "digit.png") in result.stdout
     assert not list((tmp_path / "cwd").iterdir())  # nothing written where it ran
 
