@@ -23,8 +23,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Exactly one of: a stica_jax pretraining workdir (at its latest checkpoint, or `step`), a
     # PyTorch file (torchvision r2plus1d_18, an export of ours, an official GDT/STiCA
     # checkpoint; `prefix` selects keys), or random init (the baseline).
+    # `fresh_pooling`: with a PyTorch file and pooling="transformer", accept a freshly
+    # initialised transformer (a file brings no pooling of ours; refused otherwise).
     config.init = ml_collections.ConfigDict(
-        dict(workdir="", torch="", prefix="", random=False, step=-1)
+        dict(workdir="", torch="", prefix="", random=False, step=-1, fresh_pooling=False)
     )
     config.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR, else ~/tensorflow_datasets
     config.dataset = "stica_hmdb51"  # fold k = TFDS config stica_hmdb51/fold{k}, splits train/test
@@ -36,9 +38,11 @@ def get_config() -> ml_collections.ConfigDict:
     # The network: used as it is with a PyTorch file or random init; with init.workdir the
     # workdir's config.json gives it. Only the video backbone (and pooling) is used.
     config.model = sota.get_config().model
-    config.model.dtype = "float32"  # decision: the official fine-tuning runs in float32
+    # decision: the official fine-tuning runs in float32 (a workdir's dtype is replaced by this).
+    config.model.dtype = "float32"
     # Temporal pooling under the head: "avg" = the official `--num_layer 0` (run_finetune.sh);
-    # "transformer" fine-tunes the pretrained transformer pooling.
+    # "transformer" fine-tunes the transformer pooling of a stica_jax workdir or export (a
+    # PyTorch file holds none of ours: see init.fresh_pooling).
     config.pooling = "avg"
 
     i = config.input = ml_collections.ConfigDict()

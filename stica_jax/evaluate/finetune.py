@@ -6,7 +6,8 @@ and schedule → state and checkpoint/resume → train step → loop (progress, 
 test evaluations) → the fold's result.
 
 **Fine-tuning** (`protocol="finetune"`): backbone → temporal pooling (average, the official
-`--num_layer 0`; or the pretrained transformer with `pooling="transformer"`) → `Linear(512, C)`
+`--num_layer 0`; or, with `pooling="transformer"`, the transformer pooling of a stica_jax
+workdir or export) → `Linear(512, C)`
 (orthogonal weight, zero bias: `Finetune_Model._initialize_weights`), no dropout, BN or L2 in
 the head. Everything trains with SGD (momentum 0.9) and coupled weight decay 0.005 (`--wd-base`
 0.005 is `opt.py`'s default too): the head at LR 0.0025, the backbone and the pooling at
@@ -170,7 +171,7 @@ def build_classifier(
     if config.pooling == "transformer":
         if type(source.video_pooling) is not type(classifier.video_pooling):
             raise ConfigError(
-                "pooling='transformer' fine-tunes the pretrained transformer pooling, but the "
+                "pooling='transformer' fine-tunes the model's transformer pooling, but the "
                 f"model's pooling is {type(source.video_pooling).__name__} "
                 "(pretrain with model.pooling='transformer', or use pooling='avg')"
             )

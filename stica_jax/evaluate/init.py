@@ -8,6 +8,7 @@ Every protocol (fine-tuning, linear probe, audio classification) and the heatmap
     config.init.torch = "FILE_OR_DIR"    # a PyTorch state dict, or an export of ours
     config.init.prefix = ""              # keep only the file's keys under this prefix
     config.init.random = True            # the random-init baseline (config.model, config.seed)
+    config.init.fresh_pooling = False    # with a file: accept a fresh transformer pooling
 
 Exactly one of `workdir`, `torch` and `random` must be given.
 
@@ -15,26 +16,39 @@ What `init.torch` may hold, told apart by its keys:
 - **an export of ours** (`python -m stica_jax.export.torch`): its directory, with
   `manifest.json`. The architecture comes from the manifest's config, like a workdir's.
 - **an official GDT / STiCA checkpoint** (facebookresearch/GDT, e.g. `gdt_K400.pth`): the
-  state dict of the whole pretraining model, wrapped in `{"state_dict" | "model": ...}`, keys
-  `module.video_network.base.*` and `module.audio_network.base.*`. In the official `model.py`,
-  `video_network.base` is `src/vmz.py`'s `r2plus1d_18`: torchvision's key layout, its `fc`
-  replaced by `Identity` (no `fc` keys). `audio_network.base` is `src/resnet.py`'s `resnet9`,
-  torchvision's `ResNet(BasicBlock, [1, 1, 1, 1])` with a 1-channel `conv1`, whose unused
-  1000-way `fc` is still in the state dict (dropped here). Both towers are loaded. The audio
-  tower was trained on the official log-mel features (spec §7), so `input.audio_frontend`
-  becomes "official".
+  state dict of the whole pretraining model, as `main_stica.py` saves it (`{"epoch",
+  "state_dict", "optimizer"}`, DDP's `module.` on every key) or as `main_gdt.py` does through
+  `utils.save_checkpoint` (`{"model", "optimizer", "lr_scheduler", "epoch", "args"}`, no
+  `module.`, `args` an `argparse.Namespace`: the one Python class `weight_files` unpickles
+  beyond tensors and plain containers); keys `video_network.base.*` and `audio_network.base.*`.
+  In the official `model.py`, `video_network.base` is `src/vmz.py`'s `r2plus1d_18`:
+  torchvision's key layout, its `fc` replaced by `Identity` (no `fc` keys). `audio_network.base`
+  is `src/resnet.py`'s `resnet9`, torchvision's `ResNet(BasicBlock, [1, 1, 1, 1])` with a
+  1-channel `conv1`, whose unused 1000-way `fc` is still in the state dict (dropped here).
+  Both towers are loaded. The audio tower was trained on the official log-mel features (spec
+  §7), so `input.audio_frontend` becomes "official". Not imported: the projection heads
+  `mlp_v.*` / `mlp_a.*` (the protocols use none), and a STiCA checkpoint's
+  `video_pooling.2.transformer.*`, the official transformer pooling, which is not ours
+  (q/k-only attention, no positional embedding, token 0 as output: spec §3) and has no place
+  in our model.
 - **a torchvision `r2plus1d_18` state dict** (torchvision's Kinetics-400 `.pth`, or an
   export's `r2plus1d_18.safetensors`): the video tower only; its `fc` is dropped.
 - **a torchvision ResNet-9 audio state dict** (an export's `resnet9_audio.safetensors`): the
   audio tower only.
 With a file, the architecture is `config.model` (it must be the full-size torchvision one) and
 the towers the file lacks keep their random init; a protocol that needs a tower the file did
-not provide stops with a one-line error.
+not provide stops with a one-line error. Loading a file prints one line that names what it
+imported and, grouped by key prefix with tensor counts, what it did not. A state-dict file
+never holds a temporal pooling of ours, so a video protocol with `pooling="transformer"` would
+start from a randomly initialised transformer: that is refused unless `init.fresh_pooling=True`
+accepts it (and the line says so). A workdir or an export of ours brings its own pretrained
+pooling.
 """
 
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ml_collections
@@ -47,6 +61,19 @@ from stica_jax.errors import ConfigError
 OFFICIAL_VIDEO_PREFIX = "video_network.base."
 OFFICIAL_AUDIO_PREFIX = "audio_network.base."
 OFFICIAL_AUDIO_FRONTEND = "official"  # spec §7: the official log-mel features
+# `Stica_TransformerFMCrop.video_pooling` is Sequential(AdaptiveAvgPool3d, TransposeSqueeze,
+# TransformerPooling): the transformer's layers are `video_pooling.2.transformer.<i>.*`.
+OFFICIAL_POOLING_PREFIX = "video_pooling.2.transformer."
+# What else an official checkpoint holds (model.py), for the load line: prefix (or whole key)
+# → what it is. A key of none of these is grouped by its first name.
+OFFICIAL_EXTRAS = {
+    "video_pooling.2.pos_embs.": "the official pooling's positional embedding",
+    "video_pooling.2.pos_ids": "the official pooling's position ids",
+    "mlp_v.": "the official video projection head",
+    "mlp_a.": "the official audio projection head",
+    OFFICIAL_VIDEO_PREFIX: "the video backbone, outside init.prefix",
+    OFFICIAL_AUDIO_PREFIX: "the audio backbone, outside init.prefix",
+}
 
 
 class InitError(ConfigError):
@@ -66,6 +93,8 @@ class Pretrained:
       towers: the towers whose weights came from the source ("video", "audio"); random init:
         empty.
       source_format: "workdir", "export", "official", "torchvision" or "random".
+      not_imported: for a PyTorch file, what it holds that was not imported: {key prefix ending
+        in "." (or a whole key): tensor count}; empty for every other source.
     """
 
     model: nnx.Module
@@ -73,6 +102,7 @@ class Pretrained:
     info: dict[str, Any]
     towers: frozenset[str]
     source_format: str
+    not_imported: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def require(self, tower: str, protocol: str) -> None:
         """`InitError` unless `tower` came from the source (random init passes)."""
@@ -139,14 +169,15 @@ def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
     return model
 
 
-def restore_workdir(workdir: str, step: int | None = None):
-    """`restore.restore_model(workdir, step)` with one-line errors: (config, model, step)."""
+def restore_workdir(workdir: str, step: int | None = None, compute_dtype: str | None = None):
+    """`restore.restore_model(workdir, step, compute_dtype=)` with one-line errors: (config,
+    model, step)."""
     from stica_jax import restore  # late: the trainer imports TensorFlow (clu)
 
     if not os.path.isdir(workdir):
         raise InitError(f"init.workdir {workdir} is not a directory")
     try:
-        return restore.restore_model(workdir, step)
+        return restore.restore_model(workdir, step, compute_dtype=compute_dtype)
     except FileNotFoundError as error:
         raise InitError(f"init.workdir: {error}") from None
     except (KeyError, ValueError) as error:
@@ -159,6 +190,10 @@ def load_pretrained(
     config: ml_collections.ConfigDict, *, input_from_source: bool = False
 ) -> Pretrained:
     """The model `config.init` names, and `config` with the source's architecture.
+
+    The compute dtype stays the evaluation config's `model.dtype` whatever the source was
+    trained with (its parameters are float32): the official evaluation runs in float32, while a
+    SOTA workdir pretrained in bfloat16.
 
     Args:
       config: an evaluation config (`init`, `model`, `input`, `seed`); not modified.
@@ -179,7 +214,10 @@ def load_pretrained(
         info = {"kind": "random", "source": "", "step": None}
         return Pretrained(model, config, info, frozenset(), "random")
     if kind == "workdir":
-        source_config, model, step = restore_workdir(init.workdir, _step(init))
+        # The architecture is the workdir's; the compute dtype the evaluation's own.
+        source_config, model, step = restore_workdir(
+            init.workdir, _step(init), config.model.get("dtype")
+        )
         _replace(config, "model", source_config.model)
         if input_from_source:
             _replace(config, "input", source_config.input)
@@ -200,7 +238,12 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
     try:
         if os.path.isdir(path):
             return _load_export(config, path, info, input_from_source)
-        keys = set(weight_files.read_state_dict(path))
+        checkpoint = weight_files.read_checkpoint(path)
+        # Only names and shapes are kept: the loaders below read the tensors they need.
+        shapes = {k: tuple(v.shape) for k, v in checkpoint.state.items()}
+        other_entries = checkpoint.other_entries
+        del checkpoint
+        keys = set(shapes)
         official = any(k.startswith((OFFICIAL_VIDEO_PREFIX, OFFICIAL_AUDIO_PREFIX)) for k in keys)
         if prefix:
             inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
@@ -224,6 +267,7 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
                 f"an official GDT/STiCA checkpoint (keys look like {sorted(keys)[:3]}); give "
                 "--config.init.prefix=... to select a backbone inside a larger checkpoint"
             )
+        fresh_pooling = _fresh_pooling(config, path, keys)  # before the weights are read
         model = build_model(config)
         for tower, tower_prefix in parts.items():
             load = (
@@ -231,7 +275,8 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
                 if tower == "video"
                 else from_torch.load_torchvision_audio_resnet9
             )
-            load(path, model, prefix=tower_prefix)
+            # The line below names what is left out, the dropped fc included.
+            load(path, model, prefix=tower_prefix, log_dropped=False)
     except torch_names.UnsupportedArchitectureError as error:
         raise InitError(f"init.torch {path} cannot load into config.model: {error}") from None
     except (weight_files.StateDictMismatchError, weight_files.WeightFileError) as error:
@@ -240,7 +285,133 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
     if official:
         _set_audio_frontend(config, OFFICIAL_AUDIO_FRONTEND)
     fmt = "official" if official else "torchvision"
-    return Pretrained(model, config, info, frozenset(parts), fmt)
+    imported = _imported_keys(model, parts, keys)
+    not_imported = _group_not_imported(keys - set().union(*imported.values()), parts, shapes)
+    _print_chief(_load_line(path, fmt, parts, imported, not_imported, other_entries, fresh_pooling))
+    counts = {group: len(members) for group, (members, _) in not_imported.items()}
+    return Pretrained(model, config, info, frozenset(parts), fmt, counts)
+
+
+def _fresh_pooling(config: ml_collections.ConfigDict, path: str, keys: Iterable[str]) -> bool:
+    """Whether a video protocol's `pooling="transformer"` starts from a fresh transformer
+    (`init.fresh_pooling=True`); refused with a one-line `InitError` otherwise.
+
+    A state-dict file holds no temporal pooling of ours: an official STiCA checkpoint's is a
+    different transformer (spec §3) that has no place in our model, a GDT or torchvision file
+    has none. The protocol would then fine-tune (or, for the linear probe, freeze) a randomly
+    initialised transformer, which must not pass for a pretrained one."""
+    if config.get("pooling") != "transformer":
+        return False
+    if config.init.get("fresh_pooling", False):
+        return True
+    if any(k.startswith(OFFICIAL_POOLING_PREFIX) for k in keys):
+        holds = (
+            f"holds the official transformer pooling ({OFFICIAL_POOLING_PREFIX}*: "
+            f"{_official_pooling(keys)}), which is not stica_jax's transformer (spec §3) and is "
+            "not imported"
+        )
+    else:
+        holds = "holds no temporal pooling (a GDT checkpoint or a torchvision state dict has none)"
+    raise InitError(
+        f"init.torch {path} {holds}, so pooling='transformer' would start from a randomly "
+        "initialised transformer: use --config.pooling=avg (the official fine-tuning, "
+        "--num_layer 0), or accept a fresh transformer with --config.init.fresh_pooling=True"
+    )
+
+
+def _official_pooling(keys: Iterable[str]) -> str:
+    """What kind of official `TransformerPooling` the keys are (src/transformer.py: `qkv_mha`
+    adds value and output projections, `positional_emb` an embedding; both off by default)."""
+    keys = list(keys)
+    qkv = any(k.startswith(OFFICIAL_POOLING_PREFIX) and ".mha.v_lin." in k for k in keys)
+    position = any(k.startswith("video_pooling.2.pos_embs.") for k in keys)
+    return (
+        f"{'q/k/v' if qkv else 'q/k-only'} attention, "
+        f"{'a' if position else 'no'} positional embedding, token 0 as output"
+    )
+
+
+def _imported_keys(
+    model: nnx.Module, parts: Mapping[str, str], keys: set[str]
+) -> dict[str, set[str]]:
+    """{tower: the file's keys its backbone took}: the name table's keys under its prefix."""
+    from stica_jax.export import torch_names
+
+    tables = {
+        "video": lambda: torch_names.r2plus1d18_entries(model.video_backbone),
+        "audio": lambda: torch_names.audio_resnet9_entries(model.audio_backbone),
+    }
+    return {tower: {p + e.torch_key for e in tables[tower]()} & keys for tower, p in parts.items()}
+
+
+def _group_not_imported(
+    left: set[str], parts: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[list[str], str]]:
+    """The keys not imported, grouped: {prefix ending in "." or a whole key: (keys, what it
+    is)}. A loaded tower's `fc` (which our backbones lack), the official pooling, heads and a
+    tower outside `init.prefix` are named; any other key is grouped by its first name."""
+    known = {
+        OFFICIAL_POOLING_PREFIX: (
+            f"the official transformer pooling with {_official_pooling(left)}: not stica_jax's, "
+            "spec §3"
+        )
+    }
+    for p in parts.values():
+        if p + "fc.weight" in shapes:
+            known[p + "fc."] = f"a {shapes[p + 'fc.weight'][0]}-way fc, which our backbones lack"
+    known.update({k: v for k, v in OFFICIAL_EXTRAS.items() if k not in known})
+    members: dict[str, list[str]] = {}
+    for key in sorted(left):
+        group = next(
+            (g for g in known if key == g or (g.endswith(".") and key.startswith(g))), None
+        )
+        if group is None:
+            group = key.split(".")[0] + "." if "." in key else key
+        members.setdefault(group, []).append(key)
+    return {group: (keys, known.get(group, "")) for group, keys in members.items()}
+
+
+def _load_line(
+    path: str,
+    fmt: str,
+    parts: Mapping[str, str],
+    imported: Mapping[str, set[str]],
+    not_imported: Mapping[str, tuple[list[str], str]],
+    other_entries: Iterable[str],
+    fresh_pooling: bool,
+) -> str:
+    """One line: what a state-dict file gave the model, and what it held that it did not."""
+    kind = "an official GDT/STiCA checkpoint" if fmt == "official" else "a torchvision state dict"
+    towers = []
+    for tower, p in parts.items():
+        keys = f"{p}*, " if p else ""
+        towers.append(f"the {tower} backbone ({keys}{len(imported[tower])} tensors)")
+    line = f"init.torch {path} ({kind}): imported {' and '.join(towers)}"
+    if fmt == "official":
+        line += f'; input.audio_frontend="{OFFICIAL_AUDIO_FRONTEND}"'
+    left = [
+        f"{group}{'*' if group.endswith('.') else ''} ({len(keys)} "
+        f"tensor{'s' if len(keys) != 1 else ''}{': ' + what if what else ''})"
+        for group, (keys, what) in not_imported.items()
+    ]
+    line += f"; not imported: {', '.join(left) if left else 'nothing'}"
+    other_entries = list(other_entries)
+    if other_entries:
+        line += f"; the checkpoint's {', '.join(other_entries)}: not weights, not read"
+    if fresh_pooling:
+        line += (
+            "; pooling='transformer' starts from a freshly initialised transformer "
+            "(init.fresh_pooling=True)"
+        )
+    return line
+
+
+def _print_chief(line: str) -> None:
+    """`line` on stdout, from the first host only (every host loads the model)."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(line, flush=True)
 
 
 def _towers_of(keys: set[str]) -> dict[str, str]:
@@ -269,7 +440,10 @@ def _load_export(
         manifest = json.load(file)
     source_config = manifest.get("config") or {}
     if "model" in source_config:
+        dtype = config.model.get("dtype")
         _replace(config, "model", source_config["model"])
+        if dtype:  # the evaluation's compute dtype, as for a workdir
+            config.model.dtype = dtype
     if input_from_source and "input" in source_config:
         _replace(config, "input", source_config["input"])
     info["step"] = manifest.get("step")

@@ -154,6 +154,7 @@ def load_torchvision_r2plus1d18(
     *,
     prefix: str = "",
     allow_nonfinite: bool = False,
+    log_dropped: bool = True,
 ) -> nnx.Module:
     """stica_jax weights from a torchvision `r2plus1d_18` state dict (safetensors or `.pth`).
 
@@ -167,6 +168,8 @@ def load_torchvision_r2plus1d18(
         file has `fc` (torchvision's model exactly), else a `VideoResNet`, in eval mode.
       prefix: keep only keys with this prefix (a backbone inside a larger checkpoint).
       allow_nonfinite: load tensors holding NaN or inf (refused by default: `WeightFileError`).
+      log_dropped: log a warning for a file's `fc` that the model has no place for (a caller
+        that reports everything it left out in its own words passes False).
     Returns `model`. Missing/unexpected keys, shape mismatches and non-floating dtypes raise
     `StateDictMismatchError` naming them; the model is then left unchanged.
     """
@@ -208,7 +211,7 @@ def load_torchvision_r2plus1d18(
             )
         except StateDictMismatchError as e:
             _log.warning("%s: fc not loaded, model.fc keeps its initialisation: %s", path, e)
-    elif fc:
+    elif fc and log_dropped:
         _log.warning(
             "%s: dropped %s (the %s has no classifier)", path, ", ".join(fc), type(model).__name__
         )
@@ -227,12 +230,14 @@ def load_torchvision_audio_resnet9(
     *,
     prefix: str = "",
     allow_nonfinite: bool = False,
+    log_dropped: bool = True,
 ) -> nnx.Module:
     """stica_jax weights from a torchvision `ResNet(BasicBlock, [1, 1, 1, 1])` state dict.
 
     `conv1` must have 1 input channel. `model`: an `AudioResNet` or a `STiCA` (its audio
     backbone), updated in place; None builds an `AudioResNet` in eval mode. A `fc` in the file
-    is dropped and reported. Mismatches (keys, shapes, non-floating dtypes) raise
+    is dropped and reported (logged, unless `log_dropped=False`: a caller that reports what it
+    left out in its own words). Mismatches (keys, shapes, non-floating dtypes) raise
     `StateDictMismatchError` naming the keys; NaN or inf raise `WeightFileError` unless
     `allow_nonfinite`.
     """
@@ -248,7 +253,7 @@ def load_torchvision_audio_resnet9(
     require_torchvision_audio(backbone)
     state = read_state_dict(path, prefix=prefix)
     fc = [k for k in ("fc.weight", "fc.bias") if state.pop(k, None) is not None]
-    if fc:
+    if fc and log_dropped:
         _log.warning("%s: dropped %s (the audio backbone has no classifier)", path, ", ".join(fc))
     plan = _Plan()
     _plan(

@@ -185,14 +185,15 @@ def run_cli(*args: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
     )
 
 
-def tiny_workdir(path: pathlib.Path) -> str:
-    """A pretraining workdir of the tiny STiCA (`tests/tiny.py`) with a step-3 checkpoint."""
+def tiny_workdir(path: pathlib.Path, dtype: str = "float32") -> str:
+    """A pretraining workdir of the tiny STiCA (`tests/tiny.py`, computing in `dtype`) with a
+    step-3 checkpoint."""
     import orbax.checkpoint as ocp
 
     from stica_jax import checkpointing, train
     from tests.tiny import tiny_config
 
-    config = tiny_config()
+    config = tiny_config(dtype)
     _, _, state = train.create_train_state(config)
     checkpointing.save_config(str(path), config)
     manager = checkpointing.make_manager(str(path), async_save=False)

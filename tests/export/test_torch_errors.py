@@ -1,6 +1,8 @@
 """Bad weight files and architectures give clear errors that name what is wrong."""
 
+import argparse
 import os
+import pathlib
 import pickle
 
 import jax
@@ -14,6 +16,7 @@ from safetensors.numpy import save_file  # noqa: E402
 from safetensors.torch import save_file as torch_save_file  # noqa: E402
 
 from stica_jax.export import torch as export  # noqa: E402
+from stica_jax.export.weight_files import read_checkpoint  # noqa: E402
 from stica_jax.models.audio_resnet import AudioResNet  # noqa: E402
 from stica_jax.models.stica import build_model  # noqa: E402
 from stica_jax.models.video_resnet import VideoResNet  # noqa: E402
@@ -69,6 +72,74 @@ def test_plain_pickle_is_refused(tmp_path):
         pickle.dump({"stem.0.weight": np.zeros((45, 3, 1, 7, 7), np.float32)}, f)
     with pytest.raises(export.WeightFileError, match="refuses to\\s+unpickle"):
         export.load_torchvision_r2plus1d18(path)
+
+
+class TrainingArgs(argparse.Namespace):
+    """A Namespace subclass of a trainer's own: not the class the loader allows."""
+
+
+def gdt_checkpoint(state, **changes):
+    """A checkpoint as facebookresearch/GDT's `utils.save_checkpoint` writes it: the model's
+    state dict without `module.`, the optimizer's and LR scheduler's state, the epoch, and the
+    training script's argparse Namespace."""
+    args = argparse.Namespace(model="av_gdt", lr=0.01, use_mlp=True, aug_audio=[1, 1, 2, 5])
+    checkpoint = {
+        "model": {f"video_network.base.{k}": v for k, v in state.items()},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "params": [0]}]},
+        "lr_scheduler": {"last_epoch": 100, "base_lrs": [0.01]},
+        "epoch": 101,
+        "args": args,
+    }
+    checkpoint.update(changes)
+    return checkpoint
+
+
+def test_a_gdt_checkpoint_with_its_argparse_args_loads_with_weights_only(r2plus1d_state, tmp_path):
+    path = tmp_path / "gdt.pth"
+    torch.save(gdt_checkpoint(r2plus1d_state), path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.other_entries == ("optimizer", "lr_scheduler", "epoch", "args")
+    model = export.load_torchvision_r2plus1d18(path, prefix="video_network.base.")
+    want = r2plus1d_state["stem.0.weight"].numpy().transpose(2, 3, 4, 1, 0)  # → [T, H, W, I, O]
+    np.testing.assert_array_equal(np.asarray(model.video_backbone.stem.spatial.kernel), want)
+    # The Namespace was allowed for those loads only, not in torch's process-wide list...
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
+    # ... and a caller's own allowance of it survives a load.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        read_checkpoint(path)
+        assert argparse.Namespace in torch.serialization.get_safe_globals()
+
+
+@pytest.mark.parametrize(
+    "changes,refused",
+    [
+        (lambda: {"args": argparse.Namespace(root=pathlib.Path("/data"))}, "pathlib"),
+        (lambda: {"args": TrainingArgs(lr=0.01)}, "TrainingArgs"),
+        # GDT's GradualWarmupScheduler.state_dict() keeps its after_scheduler object.
+        (
+            lambda: {
+                "lr_scheduler": {
+                    "after_scheduler": torch.optim.lr_scheduler.MultiStepLR(
+                        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), [150]
+                    )
+                }
+            },
+            "torch.optim.lr_scheduler.MultiStepLR",
+        ),
+    ],
+    ids=["a Path in args", "a Namespace subclass", "a scheduler object"],
+)
+def test_any_other_object_beside_a_namespace_is_refused(tmp_path, changes, refused):
+    path = tmp_path / "gdt.pth"
+    state = {"stem.0.weight": torch.zeros(45, 3, 1, 7, 7)}
+    torch.save(gdt_checkpoint(state, **changes()), path)
+    with pytest.raises(
+        export.WeightFileError,
+        match=rf"UnpicklingError: Unsupported global: GLOBAL \S*{refused}"
+        r"(?s:.*)refuses to\s+unpickle",
+    ):
+        export.load_torchvision_r2plus1d18(path, prefix="video_network.base.")
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
 
 
 def test_other_architecture_is_reported_by_name(tmp_path):
