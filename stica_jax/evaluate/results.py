@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from data_pipeline import atomic_file
 from data_pipeline.errors import UserError
 
 RESULTS_FILE = "results.json"
@@ -102,13 +103,8 @@ def make_results(
 
 
 def _write_json(path: str, value: Any) -> None:
-    """Written to a temporary name and renamed, so a killed run never leaves half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as file:
-        json.dump(value, file, indent=2, sort_keys=False)
-        file.write("\n")
-    os.replace(tmp, path)
+    """Written whole or not at all (`atomic_file`), so a killed run never leaves half a file."""
+    atomic_file.write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
 def write_results(workdir: str, results: Mapping[str, Any]) -> str:
