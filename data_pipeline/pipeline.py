@@ -460,6 +460,7 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
         name: str = "the dataset",
     ):
         self._iterator = dataset.as_numpy_iterator()
+        self._element_spec = dataset.element_spec
         self._name = name
         self._batch_size = batch_size_per_host
         self._process_index = process_index
@@ -480,13 +481,33 @@ class HostBatches(Iterator[dict[str, np.ndarray]]):
         if not valid.all():
             self.skipped_records += int(np.sum(~valid))
             self._replace_corrupt_rows(batch, valid)
+        batch["index"] = self._indices()
+        self._step += 1
+        return batch
+
+    def _indices(self) -> np.ndarray:
+        """int64 `[B]`: the global sample indices of this host's rows of batch `self._step`."""
         global_batch = self._batch_size * self._process_count
-        batch["index"] = (
+        return (
             self._step * global_batch
             + self._process_index * self._batch_size
             + np.arange(self._batch_size)
         ).astype(np.int64)
-        self._step += 1
+
+    def stand_in_batch(self) -> dict[str, np.ndarray]:
+        """A training batch of zeros, shaped like this stream's, with the indices of the next one.
+
+        What a host whose stream failed feeds its devices for the few steps until every host of
+        the job has learned of the failure and all stop together (`stica_jax.loop.ShardBatches`):
+        the other hosts' steps have collectives this host must join, so it cannot just stop. Those
+        steps are never kept. Reads nothing from the stream.
+        """
+        batch = {
+            key: np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
+            for key, spec in self._element_spec.items()
+            if not key.startswith("_")
+        }
+        batch["index"] = self._indices()
         return batch
 
     def _replace_corrupt_rows(self, batch: dict[str, np.ndarray], valid: np.ndarray) -> None:

@@ -3,6 +3,7 @@
 import os
 
 import jax
+import numpy as np
 
 
 def on_cloud_tpu_pod() -> bool:
@@ -46,7 +47,46 @@ def all_processes_agree(ok: bool) -> bool:
     """
     if jax.process_count() == 1:
         return ok
-    import numpy as np
+    return bool(np.all(_gather_flags(ok)))
+
+
+# Where `first_failure` leaves a failing process's message in the coordination service's store.
+_FAILURE_KEY = "stica_jax/{topic}/failure/{process}"
+# A failing process writes its message before it joins the all-gather that tells the others, so
+# the message is there when they read it; the wait only guards against a broken service.
+_READ_TIMEOUT_MS = 60_000
+
+
+def first_failure(message: str | None, *, topic: str) -> tuple[int, str] | None:
+    """(process, message) of the lowest-numbered process whose `message` is not None, the same
+    on every process; None when no process failed. Every process must call it at the same point.
+
+    Multi-host, the processes agree through one small all-gather of a failed flag per process
+    (`all_processes_agree`'s). The messages travel through the key-value store of JAX's
+    coordination service (the one `jax.distributed.initialize` started, as orbax's barriers do)
+    and only when a process failed, so the common case costs the flag alone. Single-host it is
+    `message` itself, with no collective.
+    """
+    if jax.process_count() == 1:
+        return None if message is None else (0, message)
+    from jax._src.distributed import global_state
+
+    me = jax.process_index()
+    if message is not None:
+        key = _FAILURE_KEY.format(topic=topic, process=me)
+        global_state.client.key_value_set(key, message, allow_overwrite=True)
+    failed = np.flatnonzero(_gather_flags(message is not None))
+    if not len(failed):
+        return None
+    first = int(failed[0])
+    if first == me:
+        return first, message
+    key = _FAILURE_KEY.format(topic=topic, process=first)
+    return first, global_state.client.blocking_key_value_get(key, _READ_TIMEOUT_MS)
+
+
+def _gather_flags(flag: bool) -> np.ndarray:
+    """`flag` of every process, in process order (an all-gather of one int32 per process)."""
     from jax.experimental import multihost_utils
 
-    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
+    return multihost_utils.process_allgather(np.asarray(flag, np.int32))

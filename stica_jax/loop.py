@@ -12,8 +12,16 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
-from stica_jax.errors import ConfigError
+from data_pipeline.errors import one_line
+from stica_jax import distributed
+from stica_jax.errors import ConfigError, UserError
+
+
+class InputError(UserError):
+    """A host's training input failed (data without a readable record...): raised on every host
+    of a multi-host job with the message of the host that failed."""
 
 
 class ShardBatches:
@@ -22,14 +30,71 @@ class ShardBatches:
     Shard s yields rows `[s·B/S, (s+1)·B/S)` of every global batch, so the global batches (and
     the per-sample randomness, keyed by the global index) do not depend on how many hosts
     share the work: 2 hosts × 1 shard each read exactly what 1 host × 2 shards reads.
+
+    An input failure stops every host. Single-host the error is raised at once. Multi-host, the
+    host whose input fails cannot just raise: the others are in, or about to enter, train steps
+    whose collectives need it, and would wait for it until the job is torn down. So it keeps
+    stepping on stand-in batches (zeros, `HostBatches.stand_in_batch`), and every host learns of
+    the failure at the next `stop_if_any_host_failed`, which the loop calls on every host before
+    it keeps anything of a step (its metrics, a checkpoint, an evaluation), and raises the same
+    error. That costs one all-gather of a flag per call, where the loop already waits for the
+    steps' metrics: an agreement before every step would instead be a collective per step and a
+    wait for the previous step, which stops the host dispatching ahead of the devices. The cost
+    of a failure is at most one logging interval of steps on stand-in rows, never kept.
     """
 
     def __init__(self, shards: list):
         self.shards = shards
+        self._failure: Exception | None = None  # this host's input error (multi-host only)
+        self._stand_in: dict[str, np.ndarray] | None = None
+        self._unchecked = False  # batches given since the last `stop_if_any_host_failed`
 
     def __next__(self) -> dict[str, np.ndarray]:
-        parts = [next(s) for s in self.shards]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        self._unchecked = True
+        if self._failure is None:
+            try:
+                parts = [next(s) for s in self.shards]
+                return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            except Exception as error:
+                if jax.process_count() == 1:
+                    raise
+                self._failure = error
+                logging.info("this host's input failed (%s); stepping on stand-in rows", error)
+        if self._stand_in is None:
+            parts = [s.stand_in_batch() for s in self.shards]
+            self._stand_in = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self._stand_in
+
+    def stop_if_any_host_failed(self) -> None:
+        """Raise, on every host alike, the error of the first host whose input failed; a no-op
+        when none did, when no batch was given since the last call, or on a single host.
+
+        Every host must call it at the same steps (it is a collective when multi-host). A user
+        error (`UserError`, such as the pipeline's `CorruptDataError`) becomes one `InputError`
+        naming the host, so every host prints the same line; any other error is re-raised with
+        its traceback where it happened and reported as a `RuntimeError` on the other hosts.
+        """
+        if not self._unchecked or jax.process_count() == 1:
+            return
+        self._unchecked = False
+        mine = None
+        if self._failure is not None:
+            user = isinstance(self._failure, UserError)
+            text = (
+                str(self._failure) if user else f"{type(self._failure).__name__}: {self._failure}"
+            )
+            mine = json.dumps({"user_error": user, "message": one_line(text)})
+        failure = distributed.first_failure(mine, topic="input")
+        if failure is None:
+            return
+        process, published = failure
+        published = json.loads(published)
+        message = f"process {process} of {jax.process_count()}: {published['message']}"
+        if not published["user_error"]:
+            if process == jax.process_index():
+                raise self._failure
+            raise RuntimeError(message)
+        raise InputError(message) from (self._failure if process == jax.process_index() else None)
 
     @property
     def skipped_records(self) -> int:

@@ -361,6 +361,7 @@ def _train_and_evaluate(
         )
         # Every save is preceded by the check that each step since the last one was finite.
         if save or done % config.log_every_steps == 0:
+            batches.stop_if_any_host_failed()  # and that every host had its input
             history = jax.device_get(pending)
             pending = []
             bad = [i for i, m in enumerate(history) if not m["finite"]]
@@ -406,6 +407,7 @@ def _train_and_evaluate(
             and done % config.eval.every_steps == 0
             and done != total_steps
         ):
+            batches.stop_if_any_host_failed()
             _online_eval(config, eval_data, graphdef, state, None, mesh, writer, workdir, done)
     saver.wait()
 

@@ -521,6 +521,7 @@ def run_fold(
             done = step + 1
             epoch_end = done % steps_per_epoch == 0
             if epoch_end or done % config.log_every_steps == 0:
+                batches.stop_if_any_host_failed()  # every host had its input (`loop`)
                 history = jax.device_get(pending)
                 pending = []
                 bad = [i for i, m in enumerate(history) if not m["finite"]]
@@ -570,6 +571,7 @@ def run_fold(
                             flush=True,
                         )
             if epoch_end or manager.reached_preemption(done):
+                batches.stop_if_any_host_failed()
                 manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
     finally:
         # Also when the loop raises (a non-finite step, KeyboardInterrupt): the checkpoint being
