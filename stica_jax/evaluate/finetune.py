@@ -52,6 +52,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from data_pipeline import atomic_file
 from stica_jax import checkpointing, loop, step as step_lib
 from stica_jax.errors import ConfigError, NonFiniteError
 from stica_jax.evaluate import results as results_lib
@@ -405,10 +406,10 @@ def _read_evaluations(fold_dir: str) -> dict[int, dict[str, float]]:
 
 def _write_evaluations(fold_dir: str, evaluations: Mapping[int, Mapping[str, float]]) -> None:
     if jax.process_index() == 0:
-        path = os.path.join(fold_dir, EVALUATIONS_FILE)
-        with open(f"{path}.tmp", "w") as file:
-            json.dump({str(k): dict(v) for k, v in sorted(evaluations.items())}, file, indent=2)
-        os.replace(f"{path}.tmp", path)
+        table = {str(k): dict(v) for k, v in sorted(evaluations.items())}
+        atomic_file.write_text(
+            os.path.join(fold_dir, EVALUATIONS_FILE), json.dumps(table, indent=2)
+        )
 
 
 def run_fold(
