@@ -289,6 +289,8 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
     not_imported = _group_not_imported(keys - set().union(*imported.values()), parts, shapes)
     _print_chief(_load_line(path, fmt, parts, imported, not_imported, other_entries, fresh_pooling))
     counts = {group: len(members) for group, (members, _) in not_imported.items()}
+    if fresh_pooling:  # results.json's `init` says the pooling was not pretrained
+        info["fresh_pooling"] = True
     return Pretrained(model, config, info, frozenset(parts), fmt, counts)
 
 

@@ -412,6 +412,7 @@ def test_transformer_pooling_from_a_file_is_refused_unless_a_fresh_one_is_accept
     config.init.fresh_pooling = True
     pretrained = init_lib.load_pretrained(config)
     assert isinstance(pretrained.model.video_pooling, TransformerPool)
+    assert pretrained.info["fresh_pooling"] is True  # results.json's `init` entry says so
     line = load_line(capsys.readouterr().out)
     assert groups_named(line) == NOT_IMPORTED
     assert line.endswith(
