@@ -22,10 +22,14 @@ def test_an_atomic_write_gets_the_mode_of_a_plain_new_file(tmp_path, umask):
             file.write("x")
         atomic_file.write_text(tmp_path / "atomic.txt", "x")
         atomic_file.write_text(tmp_path / "atomic.txt", "rewritten")  # over an existing file
+        atomic_file.write_bytes(tmp_path / "atomic.bin", b"\x00\x01")
     finally:
         os.umask(previous)
     assert _mode(tmp_path / "atomic.txt") == _mode(tmp_path / "plain.txt") == 0o666 & ~umask
-    assert sorted(os.listdir(tmp_path)) == ["atomic.txt", "plain.txt"]  # no temporary left
+    assert _mode(tmp_path / "atomic.bin") == 0o666 & ~umask
+    assert (tmp_path / "atomic.txt").read_text() == "rewritten"
+    assert (tmp_path / "atomic.bin").read_bytes() == b"\x00\x01"
+    assert sorted(os.listdir(tmp_path)) == ["atomic.bin", "atomic.txt", "plain.txt"]
 
 
 def test_a_trained_workdir_is_readable_by_colleagues(trained):

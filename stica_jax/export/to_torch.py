@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from data_pipeline import atomic_file
 from stica_jax.export.torch_names import (
@@ -82,7 +82,8 @@ def _to_torch_arrays(
 
 
 def _save(path: pathlib.Path, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    save_file(tensors, path, metadata={"format": "pt", "producer": "stica_jax"})
+    # Not safetensors' `save_file`, whose files are 0600: colleagues must be able to read them.
+    atomic_file.write_bytes(path, save(tensors, metadata={"format": "pt", "producer": "stica_jax"}))
     return {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()}
 
 
