@@ -1,9 +1,11 @@
 """Multi-host, an input error on one host stops every host, in the same one line.
 
-Two processes of one cluster (gloo CPU collectives, as tests/test_resume_multihost.py): first
-`stica_jax.loop.ShardBatches` alone over stand-in shards (seconds), then `python -m
-stica_jax.main` on the tiny demo config (tests/tiny_runs.py) on a copy of the session's prepared
-data in which only process 1's records are unreadable. Without the agreement in `ShardBatches`,
+Two processes of one cluster (gloo CPU collectives, as tests/test_resume_multihost.py): here
+`stica_jax.loop.ShardBatches` alone over stand-in shards (seconds); `python -m stica_jax.main`
+on the tiny demo config (tests/tiny_runs.py) on a copy of the session's prepared data in which
+only process 1's records are unreadable is checked by
+`check_corrupt_data_on_one_host_stops_both_in_the_same_line`, which the two-process test of
+tests/test_resume_multihost.py calls after its own run (the same compiled step). Without the agreement in `ShardBatches`,
 process 1 stops alone and process 0 waits in the train step's all-reduce until the coordination
 service gives up on the job (both aborted with a native stack after 336 s here).
 """
@@ -145,13 +147,21 @@ def _spoil_the_records_of_process_1(data_dir):
             writer.write(b"\x00garbage that is no tf.Example" if i // chunk_size == 1 else record)
 
 
-@pytest.mark.slow
-def test_corrupt_data_on_one_host_stops_both_in_the_same_line(trained, tmp_path):
+def check_corrupt_data_on_one_host_stops_both_in_the_same_line(
+    source_data_dir, tmp_path, flags=(), extra_env=None
+):
+    """Two processes of two devices run the tiny demo (with `flags`) on a copy of
+    `source_data_dir` in which only process 1's records are unreadable: both stop within
+    `TIMEOUT_S`, with status 2 and the same one line, and keep nothing.
+
+    Called by tests/test_resume_multihost.py's two-process test right after its own two-process
+    run of the same config, so that this job's train step is a compilation-cache hit."""
     data_dir = str(tmp_path / "data")
-    shutil.copytree(trained[0], data_dir)
+    shutil.copytree(source_data_dir, data_dir)
     _spoil_the_records_of_process_1(data_dir)
     workdir = str(tmp_path / "work")
     env = {**os.environ, **tiny_runs.ENV, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_NUM_CPU_DEVICES": "2"}
+    env.update(extra_env or {})
     port = _free_port()
     procs, outputs = [], []
     for i in range(2):
@@ -160,6 +170,7 @@ def test_corrupt_data_on_one_host_stops_both_in_the_same_line(trained, tmp_path)
             command = tiny_runs.main_command(
                 workdir,
                 data_dir,
+                *flags,
                 f"--coordinator_address=localhost:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
