@@ -122,14 +122,14 @@ class MediaDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         splits = self.list_media(os.fspath(dl_manager.manual_dir))
-        outcomes = split_outcomes(self, splits)
+        counts = outcome_counts(item_outcomes(self, splits))
         # TFDS cannot write a split without examples: one with no usable file is left out
         # (`datasets.split_info` names it, and the command that prepares it, when it is asked for).
-        usable = {name: items for name, items in splits.items() if outcomes[name]["prepared"]}
+        usable = {name: items for name, items in splits.items() if counts[name]["prepared"]}
         if not usable:
             raise ValueError(
                 f"{self.name}/{self.builder_config.name}: no split has a usable file "
-                f"({dict(outcomes)}); `python -m data_pipeline.prepare` reports each file's reason"
+                f"({dict(counts)}); `python -m data_pipeline.prepare` reports each file's reason"
             )
         return {name: self._generate_examples(items) for name, items in usable.items()}
 
@@ -165,35 +165,29 @@ def item_outcome(builder: MediaDatasetBuilder, item: MediaItem) -> tuple[str, st
     return "prepared", ""
 
 
-def split_outcomes(
+def item_outcomes(
     builder: MediaDatasetBuilder, splits: dict[str, list[MediaItem]]
+) -> dict[str, list[tuple[str, str, str]]]:
+    """Split → (key, outcome, detail) of each of its items (`item_outcome`), in order."""
+    return {
+        split: [(item.key, *item_outcome(builder, item)) for item in items]
+        for split, items in splits.items()
+    }
+
+
+def outcome_counts(
+    outcomes: dict[str, list[tuple[str, str, str]]],
 ) -> dict[str, collections.Counter]:
     """Split → how many of its items were prepared (`KEPT_SILENT` ones included, and also
     counted under that key) or skipped for each reason."""
-    outcomes = {}
-    for split, items in splits.items():
-        counts = collections.Counter({"prepared": 0})
-        for item in items:
-            outcome, _ = item_outcome(builder, item)
-            counts["prepared" if outcome == KEPT_SILENT else outcome] += 1
+    counts = {}
+    for split, rows in outcomes.items():
+        counts[split] = collections.Counter({"prepared": 0})
+        for _, outcome, _ in rows:
+            counts[split]["prepared" if outcome == KEPT_SILENT else outcome] += 1
             if outcome == KEPT_SILENT:
-                counts[KEPT_SILENT] += 1
-        outcomes[split] = counts
-    return outcomes
-
-
-def skipped_items(
-    builder: MediaDatasetBuilder, splits: dict[str, list[MediaItem]]
-) -> list[tuple[str, str, str, str]]:
-    """(split, key, reason, detail) of every skipped item, and of every item kept without its
-    silent audio (reason `KEPT_SILENT`), from the decode cache."""
-    rows = []
-    for split, items in splits.items():
-        for item in items:
-            outcome, detail = item_outcome(builder, item)
-            if outcome != "prepared":
-                rows.append((split, item.key, outcome, detail))
-    return rows
+                counts[split][KEPT_SILENT] += 1
+    return counts
 
 
 # Containers that real downloads come in (yt-dlp picks MP4, WebM or MKV per video; cameras write

@@ -179,10 +179,17 @@ def _summary_table(title: str, outcomes: dict[str, collections.Counter], kept_si
     return "\n".join(lines)
 
 
-def _write_skip_report(builder, splits, report: PreparationReport) -> str:
-    from data_pipeline.media_builder import KEPT_SILENT, skipped_items
+def _write_skip_report(builder, outcomes, report: PreparationReport) -> str:
+    """`skipped_files.tsv` in the dataset's directory: a row per item not prepared as it was
+    (skipped, or kept without its silent audio)."""
+    from data_pipeline.media_builder import KEPT_SILENT
 
-    rows = skipped_items(builder, splits)
+    rows = [
+        (split, key, outcome, detail)
+        for split, items in outcomes.items()
+        for key, outcome, detail in items
+        if outcome != "prepared"
+    ]
     path = os.path.join(os.fspath(builder.data_dir), SKIP_REPORT)
     lines = ["split\tfile\treason\tdetail\n"] + [
         f"{split}\t{key}\t{reason}\t{detail.replace(chr(9), ' ').replace(chr(10), ' ')}\n"
@@ -264,7 +271,7 @@ def prepare(
         }
         return report
 
-    from data_pipeline.media_builder import KEPT_SILENT, split_outcomes
+    from data_pipeline.media_builder import KEPT_SILENT, item_outcomes, outcome_counts
 
     builders = _builders(name, data_dir, config, short_side, min_seconds)
     all_splits = _list_media(name, builders, manual_dir)
@@ -289,14 +296,15 @@ def prepare(
         return report
 
     for builder, splits in zip(builders, all_splits):
-        outcomes = split_outcomes(builder, splits)
-        usable = {split: c["prepared"] for split, c in outcomes.items() if c["prepared"]}
+        outcomes = item_outcomes(builder, splits)
+        counts = outcome_counts(outcomes)
+        usable = {split: c["prepared"] for split, c in counts.items() if c["prepared"]}
         config_name = builder.builder_config.name
         if usable:
             report.examples[config_name] = _write_dataset(builder, manual_dir, usable)
-        report_path = _write_skip_report(builder, splits, report)
-        kept_silent = any(c[KEPT_SILENT] for c in outcomes.values())
-        print(_summary_table(f"{builder.name}/{config_name}:", outcomes, kept_silent))
+        report_path = _write_skip_report(builder, outcomes, report)
+        kept_silent = any(c[KEPT_SILENT] for c in counts.values())
+        print(_summary_table(f"{builder.name}/{config_name}:", counts, kept_silent))
         print(f"  every file not prepared is listed in {report_path}", flush=True)
     if not report.examples:
         raise UserError(

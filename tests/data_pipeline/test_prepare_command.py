@@ -141,3 +141,11 @@ def test_a_download_without_any_usable_file_stops_and_a_partial_one_is_prepared(
     assert "has no split 'validation' (prepared: train)" in line
     assert "python -m data_pipeline.prepare kinetics400 --manual_dir=" in line
     assert os.listdir(cwd) == []
+
+
+def test_the_summary_counts_every_skip_reason_in_exactly_one_column():
+    from data_pipeline import prepare
+    from data_pipeline.media_decode import SKIP_REASONS
+
+    columns = [reason for reasons in prepare.SUMMARY_COLUMNS.values() for reason in reasons]
+    assert sorted(columns) == sorted(SKIP_REASONS)
