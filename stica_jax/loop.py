@@ -40,7 +40,9 @@ class ShardBatches:
     error. That costs one all-gather of a flag per call, where the loop already waits for the
     steps' metrics: an agreement before every step would instead be a collective per step and a
     wait for the previous step, which stops the host dispatching ahead of the devices. The cost
-    of a failure is at most one logging interval of steps on stand-in rows, never kept.
+    of a failure is at most one logging interval of steps on stand-in rows, never kept. The
+    first batch of a run is checked at once (before any step): data that is unreadable from the
+    start stops the job before it compiles.
     """
 
     def __init__(self, shards: list):
@@ -48,8 +50,19 @@ class ShardBatches:
         self._failure: Exception | None = None  # this host's input error (multi-host only)
         self._stand_in: dict[str, np.ndarray] | None = None
         self._unchecked = False  # batches given since the last `stop_if_any_host_failed`
+        self._first = True
 
     def __next__(self) -> dict[str, np.ndarray]:
+        batch = self._next()
+        if self._first:
+            # The run's first batch, which every host fetches at the same point: a host whose
+            # input fails at once stops the job here, before the first step compiles (minutes on
+            # a pod). One all-gather per run.
+            self._first = False
+            self.stop_if_any_host_failed()
+        return batch
+
+    def _next(self) -> dict[str, np.ndarray]:
         self._unchecked = True
         if self._failure is None:
             try:

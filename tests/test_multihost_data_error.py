@@ -1,11 +1,9 @@
 """Multi-host, an input error on one host stops every host, in the same one line.
 
-Two processes of one cluster (gloo CPU collectives, as tests/test_resume_multihost.py): here
-`stica_jax.loop.ShardBatches` alone over stand-in shards (seconds); `python -m stica_jax.main`
-on the tiny demo config (tests/tiny_runs.py) on a copy of the session's prepared data in which
-only process 1's records are unreadable is checked by
-`check_corrupt_data_on_one_host_stops_both_in_the_same_line`, which the two-process test of
-tests/test_resume_multihost.py calls after its own run (the same compiled step). Without the agreement in `ShardBatches`,
+Two processes of one cluster (gloo CPU collectives, as tests/test_resume_multihost.py): first
+`stica_jax.loop.ShardBatches` alone over stand-in shards (seconds), then `python -m
+stica_jax.main` on the tiny demo config (tests/tiny_runs.py) on a copy of the session's prepared
+data in which only process 1's records are unreadable. Without the agreement in `ShardBatches`,
 process 1 stops alone and process 0 waits in the train step's all-reduce until the coordination
 service gives up on the job (both aborted with a native stack after 336 s here).
 """
@@ -28,9 +26,9 @@ from stica_jax import distributed, loop
 from tests import tiny_demo_config, tiny_runs
 from tests.command_line import ROOT
 
-# Over twice what the two runs took here (73-134 s: start-up, one train step to compile and run),
-# and no more than the earliest a hang ends here: process 1, stopped alone, waits out the
-# coordination service's shutdown barrier (300 s) before both abort.
+# Far over what the two runs take here (start-up and the first batch: both stop before the train
+# step compiles), and no more than the earliest a hang ends: process 1, stopped alone, waits out
+# the coordination service's shutdown barrier (300 s) before both abort.
 TIMEOUT_S = 300
 
 
@@ -41,15 +39,15 @@ def _free_port():
 
 
 class _Shard:
-    """A shard whose second batch raises `error` (when given); batch k holds k + 1."""
+    """A shard whose batch `fail_at` raises `error` (when given); batch k holds k + 1."""
 
     skipped_records = 0
 
-    def __init__(self, error=None):
-        self.error, self.step = error, 0
+    def __init__(self, error=None, fail_at=1):
+        self.error, self.fail_at, self.step = error, fail_at, 0
 
     def __next__(self):
-        if self.error is not None and self.step == 1:
+        if self.error is not None and self.step == self.fail_at:
             raise self.error
         self.step += 1
         return {"x": np.full(2, self.step)}
@@ -83,15 +81,32 @@ except Exception as raised:
 print("RESULT " + json.dumps(seen), flush=True)
 """
 
+# Process 1's shard fails at once: the run's first batch stops both, before any step.
+_FIRST_BATCH = """
+import json, sys
+from stica_jax import distributed
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+from data_pipeline.errors import UserError
+from stica_jax import loop
+from tests.test_multihost_data_error import _Shard
+error = UserError("dataset 'd' (train): unreadable") if sys.argv[2] == "1" else None
+try:
+    next(loop.ShardBatches([_Shard(error, fail_at=0)]))
+    seen = ["no error"]
+except Exception as raised:
+    seen = [type(raised).__name__, str(raised)]
+print("RESULT " + json.dumps(seen), flush=True)
+"""
 
-@pytest.mark.parametrize("kind", ["user", "other"])
-def test_every_host_raises_the_error_of_the_host_whose_input_failed(kind):
+
+def _two_processes(script: str, *args: str) -> list:
+    """What `script` printed after RESULT in each of two processes forming one cluster."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
     address = f"localhost:{_free_port()}"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _PROCESS, address, str(i), kind],
+            [sys.executable, "-c", script, address, str(i), *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -105,6 +120,12 @@ def test_every_host_raises_the_error_of_the_host_whose_input_failed(kind):
     for out in outs:
         (line,) = [line for line in out.splitlines() if line.startswith("RESULT ")]
         results.append(json.loads(line[len("RESULT ") :]))
+    return results
+
+
+@pytest.mark.parametrize("kind", ["user", "other"])
+def test_every_host_raises_the_error_of_the_host_whose_input_failed(kind):
+    results = _two_processes(_PROCESS, kind)
     # Process 1 feeds stand-in rows from its failure on; process 0 reads on.
     assert results[0][:3] == [[1, 1], [2, 2], [3, 3]]
     assert results[1][:3] == [[1, 1], [0, 0], [0, 0]]
@@ -114,6 +135,11 @@ def test_every_host_raises_the_error_of_the_host_whose_input_failed(kind):
     else:
         assert results[1][3] == ["OSError", "disk gone"]  # re-raised, with its traceback
         assert results[0][3] == ["RuntimeError", "process 1 of 2: OSError: disk gone"]
+
+
+def test_a_first_batch_that_fails_stops_every_host_before_any_step():
+    expected = ["InputError", "process 1 of 2: dataset 'd' (train): unreadable"]
+    assert _two_processes(_FIRST_BATCH) == [expected, expected]
 
 
 def test_one_host_raises_at_once_without_a_collective(monkeypatch):
@@ -147,21 +173,17 @@ def _spoil_the_records_of_process_1(data_dir):
             writer.write(b"\x00garbage that is no tf.Example" if i // chunk_size == 1 else record)
 
 
-def check_corrupt_data_on_one_host_stops_both_in_the_same_line(
-    source_data_dir, tmp_path, flags=(), extra_env=None
-):
-    """Two processes of two devices run the tiny demo (with `flags`) on a copy of
-    `source_data_dir` in which only process 1's records are unreadable: both stop within
-    `TIMEOUT_S`, with status 2 and the same one line, and keep nothing.
-
-    Called by tests/test_resume_multihost.py's two-process test right after its own two-process
-    run of the same config, so that this job's train step is a compilation-cache hit."""
+@pytest.mark.slow
+def test_corrupt_data_on_one_host_stops_both_in_the_same_line(trained, tmp_path):
+    """Two processes of two devices run the tiny demo on a copy of the session's data in which
+    only process 1's records are unreadable: both stop within `TIMEOUT_S`, with status 2 and
+    the same one line, and keep nothing. Process 1 fails on its first batch, so both stop at the
+    run's first-batch check, before the train step compiles."""
     data_dir = str(tmp_path / "data")
-    shutil.copytree(source_data_dir, data_dir)
+    shutil.copytree(trained[0], data_dir)
     _spoil_the_records_of_process_1(data_dir)
     workdir = str(tmp_path / "work")
     env = {**os.environ, **tiny_runs.ENV, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_NUM_CPU_DEVICES": "2"}
-    env.update(extra_env or {})
     port = _free_port()
     procs, outputs = [], []
     for i in range(2):
@@ -170,7 +192,6 @@ def check_corrupt_data_on_one_host_stops_both_in_the_same_line(
             command = tiny_runs.main_command(
                 workdir,
                 data_dir,
-                *flags,
                 f"--coordinator_address=localhost:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",

@@ -34,6 +34,14 @@ def test_pretraining_batches_have_the_contract_shapes(digits_dir, tiny_config):
     assert batch["index"].dtype == np.int64
     assert not np.allclose(batch["video1"], batch["video2"])
     assert np.isfinite(batch["audio"]).all() and batch["audio"].std() > 0.5  # not silence
+    # What a host whose input failed steps on until every host stops (`loop.ShardBatches`):
+    # the next batch's keys, shapes, dtypes and indices, every other value zero.
+    stand_in = iterator.stand_in_batch()
+    assert {k: (v.shape, v.dtype) for k, v in stand_in.items()} == {
+        k: (v.shape, v.dtype) for k, v in second.items()
+    }
+    np.testing.assert_array_equal(stand_in["index"], [20, 21, 22, 23])
+    assert not any(v.any() for k, v in stand_in.items() if k != "index")
 
 
 @pytest.mark.parametrize("frontend", ["stica", "official"])
