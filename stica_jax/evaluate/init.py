@@ -145,6 +145,15 @@ def _replace(config: ml_collections.ConfigDict, name: str, value: Any) -> None:
         config[name] = value
 
 
+def _take_architecture(config: ml_collections.ConfigDict, source_model: Any) -> None:
+    """`config.model` ← the source's (a workdir's or an export's), keeping the evaluation's
+    compute dtype: the parameters are float32 whatever the source computed in."""
+    dtype = config.model.get("dtype")
+    _replace(config, "model", source_model)
+    if dtype:
+        config.model.dtype = dtype
+
+
 def _config(tree: dict[str, Any]) -> ml_collections.ConfigDict:
     def tuples(t):
         if isinstance(t, dict):
@@ -218,7 +227,7 @@ def load_pretrained(
         source_config, model, step = restore_workdir(
             init.workdir, _step(init), config.model.get("dtype")
         )
-        _replace(config, "model", source_config.model)
+        _take_architecture(config, source_config.model)
         if input_from_source:
             _replace(config, "input", source_config.input)
         towers = {"video"} | ({"audio"} if hasattr(model, "audio_map") else set())
@@ -442,10 +451,7 @@ def _load_export(
         manifest = json.load(file)
     source_config = manifest.get("config") or {}
     if "model" in source_config:
-        dtype = config.model.get("dtype")
-        _replace(config, "model", source_config["model"])
-        if dtype:  # the evaluation's compute dtype, as for a workdir
-            config.model.dtype = dtype
+        _take_architecture(config, source_config["model"])
     if input_from_source and "input" in source_config:
         _replace(config, "input", source_config["input"])
     info["step"] = manifest.get("step")
