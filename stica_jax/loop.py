@@ -1,6 +1,6 @@
 """Pieces of a training loop shared by pretraining (`stica_jax.train`) and the evaluation
 protocols that train (`stica_jax.evaluate.finetune`): this host's share of each global batch,
-the `metrics.jsonl` record, and durations for the progress line.
+the stop on a non-finite step, the `metrics.jsonl` record, and durations for the progress line.
 
 It imports no TensorFlow: the input pipeline is passed in as a function.
 """
@@ -16,7 +16,7 @@ from absl import logging
 
 from data_pipeline.errors import one_line
 from stica_jax import distributed
-from stica_jax.errors import ConfigError, UserError
+from stica_jax.errors import ConfigError, NonFiniteError, UserError
 
 
 class InputError(UserError):
@@ -173,3 +173,32 @@ def speed_and_eta(done: int, total_steps: int, steps_per_sec: float, clips_per_s
     """The tail of every progress line: `| 2.41 steps/s 38.6 clips/s | ETA 3m51s`."""
     eta = (total_steps - done) / max(steps_per_sec, 1e-9)
     return f"| {steps_per_sec:.2f} steps/s {clips_per_sec:.1f} clips/s | ETA {format_seconds(eta)}"
+
+
+def check_finite(
+    history: list[Mapping[str, Any]], done: int, last_checkpoint: int | None, prefix: str = ""
+) -> None:
+    """Raise `NonFiniteError` for the first step of `history` whose `finite` metric is 0.
+
+    `history` holds the host metrics of steps `done - len(history) + 1 … done`; a loop calls
+    this before every save, so `last_checkpoint` (the newest saved step, None if none) is finite.
+    The step kept its old state (`step.keep_if_finite`); the message says whether the loss or
+    gradient was non-finite or the update overflowed the state, and names the checkpoint.
+    """
+    bad = [i for i, m in enumerate(history) if not m["finite"]]
+    if not bad:
+        return
+    metrics, step = history[bad[0]], done - len(history) + bad[0] + 1
+    if np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"]):
+        what = "the update made the parameters, BatchNorm statistics or optimizer state non-finite"
+    else:
+        what = "non-finite loss or gradient"
+    raise NonFiniteError(
+        f"{prefix}step {step}: {what} (loss={metrics['loss']}, grad_norm={metrics['grad_norm']}); "
+        "stopping without saving it. "
+        + (
+            f"The last checkpoint, step {last_checkpoint}, is finite."
+            if last_checkpoint
+            else "No checkpoint was saved."
+        )
+    )

@@ -222,10 +222,7 @@ def make_train_step(
             batch_stats=new_stats,
             opt_state=opt_state,
         )
-        # A finite loss and gradient can still overflow the update (a huge learning rate, a
-        # momentum trace growing without bound): the new state itself must be finite too.
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_state)
-        new_state = keep_if(finite, new_state, state)
+        new_state, finite = keep_if_finite(loss, grad_norm, new_state, state)
         metrics = dict(aux, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
         return new_state, metrics
 
@@ -235,6 +232,21 @@ def make_train_step(
         ),
         donate_argnums=(0,) if donate else (),
     )
+
+
+def keep_if_finite(
+    loss: jax.Array, grad_norm: jax.Array, new_state: TrainState, state: TrainState
+) -> tuple[TrainState, jax.Array]:
+    """(`new_state` if the step is finite, else `state` unchanged; the bool scalar `finite`).
+
+    The rule of every train step: the loss, the gradient norm and every leaf of the new state
+    (parameters, BatchNorm statistics, optimizer state) must be finite. A finite loss and
+    gradient can still overflow the update (a huge learning rate, a momentum trace growing
+    without bound), so the new state is checked too. The loop stops before saving a step whose
+    `finite` is 0 (`loop.check_finite`).
+    """
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_state)
+    return keep_if(finite, new_state, state), finite
 
 
 def all_finite(tree: Any) -> jax.Array:

@@ -32,7 +32,7 @@ from data_pipeline import atomic_file
 from data_pipeline.datasets import PreparedDataset
 from stica_jax import checkpointing, data, loop, step as step_lib, workdir_lock
 from stica_jax.crops import FAMILIES, CropConfig
-from stica_jax.errors import ConfigError, NonFiniteError
+from stica_jax.errors import ConfigError
 from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
 from stica_jax.models import build_train_model
 from stica_jax.models.stica import DTYPES
@@ -364,10 +364,9 @@ def _train_and_evaluate(
             batches.stop_if_any_host_failed()  # and that every host had its input
             history = jax.device_get(pending)
             pending = []
-            bad = [i for i, m in enumerate(history) if not m["finite"]]
-            if bad:
+            if not all(m["finite"] for m in history):
                 saver.wait()  # the checkpoint named below is complete
-                raise _non_finite_error(history[bad[0]], done - len(history) + bad[0] + 1, manager)
+                loop.check_finite(history, done, manager.latest_step())
             now = time.time()
             steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
             scalars = {
@@ -418,19 +417,6 @@ def _train_and_evaluate(
     summary["wall_seconds"] = time.time() - t0
     writer.flush()
     return summary
-
-
-def _non_finite_error(metrics: dict[str, Any], step: int, manager) -> NonFiniteError:
-    if np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"]):
-        what = "the update made the parameters, BatchNorm statistics or optimizer state non-finite"
-    else:
-        what = "non-finite loss or gradient"
-    last = manager.latest_step()
-    return NonFiniteError(
-        f"step {step}: {what} (loss={metrics['loss']}, grad_norm={metrics['grad_norm']}); "
-        "stopping without saving it. "
-        + (f"The last checkpoint, step {last}, is finite." if last else "No checkpoint was saved.")
-    )
 
 
 def _drop_metrics_after(workdir: str, step: int) -> None:

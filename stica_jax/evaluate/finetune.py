@@ -54,7 +54,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipeline import atomic_file
 from stica_jax import checkpointing, loop, step as step_lib
-from stica_jax.errors import ConfigError, NonFiniteError
+from stica_jax.errors import ConfigError
 from stica_jax.evaluate import results as results_lib
 from stica_jax.evaluate.audio import fold_seed, parse_folds
 from stica_jax.evaluate.init import Pretrained
@@ -251,8 +251,8 @@ def make_train_step(
     gradient summed over devices by the transpose of the replicated parameters is the global
     one, as in `stica_jax.step`. With `train_backbone=False` only `fc` is differentiated and
     updated; the backbone and pooling run in inference mode, so their parameters and BatchNorm
-    statistics come back unchanged, bit for bit. A non-finite step leaves the state unchanged
-    and reports `finite` 0.
+    statistics come back unchanged, bit for bit. A step whose loss, gradient or new state is
+    not finite leaves the state unchanged and reports `finite` 0 (`step.keep_if_finite`).
     """
 
     def per_device(state: step_lib.TrainState, batch, rng):
@@ -274,14 +274,13 @@ def make_train_step(
 
         (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
         grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
         trained = optax.apply_updates(trainable, updates)
         params = trained if frozen is None else nnx.merge_state(trained, frozen)
         new_state = step_lib.TrainState(
             step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state
         )
-        new_state = step_lib.keep_if(finite, new_state, state)
+        new_state, finite = step_lib.keep_if_finite(loss, grad_norm, new_state, state)
         metrics = dict(aux, loss=loss, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
         return new_state, metrics
 
@@ -462,12 +461,13 @@ def run_fold(
 
     # -- Checkpoint / resume ----------------------------------------------------------------
     manager = checkpointing.make_manager(fold_dir, keep=config.keep_checkpoints)
-    checkpointing.save_config(fold_dir, config)
+    saver = checkpointing.Saver(manager)
     start_step = 0
     if manager.latest_step() is not None:
         state, start_step = checkpointing.restore_state(manager, state)
         if is_chief:
             print(f"fold {fold}: resuming from the checkpoint of step {start_step}", flush=True)
+    checkpointing.save_config(fold_dir, config)  # once restored: a failed restore keeps the old
     evaluations = {e: m for e, m in _read_evaluations(fold_dir).items()}
     evaluations = {e: m for e, m in evaluations.items() if e * steps_per_epoch <= start_step}
 
@@ -520,18 +520,17 @@ def run_fold(
             state, metrics = train_step(state, batch, rng)
             pending.append(metrics)
             done = step + 1
+            saver.check()  # a save that failed in the background stops the run now
             epoch_end = done % steps_per_epoch == 0
+            # Every save (at an epoch's end) is preceded by the check that each step since the
+            # last one was finite.
             if epoch_end or done % config.log_every_steps == 0:
                 batches.stop_if_any_host_failed()  # every host had its input (`loop`)
                 history = jax.device_get(pending)
                 pending = []
-                bad = [i for i, m in enumerate(history) if not m["finite"]]
-                if bad:
-                    raise NonFiniteError(
-                        f"fold {fold}: non-finite loss or gradient at step "
-                        f"{done - len(history) + bad[0] + 1}; stopping without saving. The last "
-                        f"checkpoint is step {manager.latest_step()}."
-                    )
+                if not all(m["finite"] for m in history):
+                    saver.wait()  # the checkpoint named below is complete
+                    loop.check_finite(history, done, manager.latest_step(), f"fold {fold}: ")
                 now = time.time()
                 steps_per_sec = (done - last_step) / max(now - last_time, 1e-9)
                 scalars = {
@@ -573,11 +572,16 @@ def run_fold(
                         )
             if epoch_end or manager.reached_preemption(done):
                 batches.stop_if_any_host_failed()
-                manager.save(done, args=checkpointing.ocp.args.StandardSave(state), force=True)
+                saver.save(done, state)
+        saver.wait()
     finally:
         # Also when the loop raises (a non-finite step, KeyboardInterrupt): the checkpoint being
-        # written asynchronously completes, so a restart resumes from it.
-        manager.wait_until_finished()
+        # written asynchronously completes, so a restart resumes from it. A save that failed
+        # was raised by `saver` (one line), or the loop's own error is the one to show.
+        try:
+            manager.wait_until_finished()
+        except Exception:  # noqa: BLE001
+            pass
         writer.flush()
 
     # -- The fold's result --------------------------------------------------------------------

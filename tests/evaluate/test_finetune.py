@@ -3,6 +3,7 @@ against torch, the 10 × 3 view averaging against NumPy, the frozen backbone, fo
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from configs.eval import (
     linear_ucf101,
 )
 from stica_jax import step as step_lib
+from stica_jax.errors import NonFiniteError
 from stica_jax.evaluate import finetune, results as results_lib
 from stica_jax.evaluate.init import Pretrained
 from stica_jax.models import build_model
@@ -385,3 +387,46 @@ def test_finetuning_end_to_end_writes_results_and_a_killed_run_resumes_the_same_
     assert resumed["folds"] == results["folds"]  # the same run: same test scores every epoch
     again = json.load(open(os.path.join(killed_dir, "fold1", "result.json")))["details"]
     assert again["epochs"] == details["epochs"]
+
+
+def test_an_update_that_makes_the_state_non_finite_stops_the_fold_before_any_save(
+    digits_dir, tmp_path, monkeypatch
+):
+    # One step per epoch, so every step ends an epoch and is saved: a non-finite state that
+    # passed the check would be written. A first run is killed after its step-1 checkpoint.
+    config = digits_config(digits_dir)
+    config.global_batch_size = 40  # the 40 training videos, one clip each
+    config.eval_from_epoch = 2  # no test after epoch 1: the second batch is step 2's
+    workdir = str(tmp_path / "run")
+    real_global_batch = step_lib.global_batch
+    calls = {"n": 0}
+
+    def dying_global_batch(batch, mesh):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+        return real_global_batch(batch, mesh)
+
+    monkeypatch.setattr(step_lib, "global_batch", dying_global_batch)
+    with pytest.raises(Killed):
+        finetune.run_video_protocol(config, tiny_pretrained(), workdir=workdir)
+    monkeypatch.setattr(step_lib, "global_batch", real_global_batch)
+    checkpoints = os.path.join(workdir, "fold1", "checkpoints")
+    assert os.listdir(checkpoints) == ["1"]
+
+    # Resumed with a learning rate past float32's range: the loss and gradient of step 2 are
+    # computed from finite parameters, and the update overflows them.
+    for group in ("head_lr", "backbone_lr", "pooling_lr"):
+        config.optimizer[group] = 1e39
+    with pytest.raises(NonFiniteError) as error:
+        finetune.run_video_protocol(config, tiny_pretrained(), workdir=workdir)
+    message = str(error.value)
+    assert re.fullmatch(
+        r"fold 1: step 2: the update made the parameters, BatchNorm statistics or optimizer "
+        r"state non-finite \(loss=\S+, grad_norm=\S+\); stopping without saving it\. "
+        r"The last checkpoint, step 1, is finite\.",
+        message,
+    ), message
+    loss, grad_norm = re.search(r"loss=(\S+), grad_norm=(\S+)\)", message).groups()
+    assert np.isfinite(float(loss)) and np.isfinite(float(grad_norm))
+    assert os.listdir(checkpoints) == ["1"]
