@@ -175,19 +175,20 @@ def speed_and_eta(done: int, total_steps: int, steps_per_sec: float, clips_per_s
     return f"| {steps_per_sec:.2f} steps/s {clips_per_sec:.1f} clips/s | ETA {format_seconds(eta)}"
 
 
-def check_finite(
-    history: list[Mapping[str, Any]], done: int, last_checkpoint: int | None, prefix: str = ""
-) -> None:
+def check_finite(history: list[Mapping[str, Any]], done: int, saver: Any, prefix: str = "") -> None:
     """Raise `NonFiniteError` for the first step of `history` whose `finite` metric is 0.
 
     `history` holds the host metrics of steps `done - len(history) + 1 … done`; a loop calls
-    this before every save, so `last_checkpoint` (the newest saved step, None if none) is finite.
-    The step kept its old state (`step.keep_if_finite`); the message says whether the loss or
-    gradient was non-finite or the update overflowed the state, and names the checkpoint.
+    this before every save, so the newest checkpoint of `saver` (`checkpointing.Saver`, waited
+    for first so that the checkpoint named is complete) is finite. The step kept its old state
+    (`step.keep_if_finite`); the message says whether the loss or gradient was non-finite or
+    the update overflowed the state, and names the checkpoint.
     """
     bad = [i for i, m in enumerate(history) if not m["finite"]]
     if not bad:
         return
+    saver.wait()
+    last_checkpoint = saver.manager.latest_step()
     metrics, step = history[bad[0]], done - len(history) + bad[0] + 1
     if np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"]):
         what = "the update made the parameters, BatchNorm statistics or optimizer state non-finite"

@@ -364,9 +364,7 @@ def _train_and_evaluate(
             batches.stop_if_any_host_failed()  # and that every host had its input
             history = jax.device_get(pending)
             pending = []
-            if not all(m["finite"] for m in history):
-                saver.wait()  # the checkpoint named below is complete
-                loop.check_finite(history, done, manager.latest_step())
+            loop.check_finite(history, done, saver)
             now = time.time()
             steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
             scalars = {

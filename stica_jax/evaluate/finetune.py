@@ -528,9 +528,7 @@ def run_fold(
                 batches.stop_if_any_host_failed()  # every host had its input (`loop`)
                 history = jax.device_get(pending)
                 pending = []
-                if not all(m["finite"] for m in history):
-                    saver.wait()  # the checkpoint named below is complete
-                    loop.check_finite(history, done, manager.latest_step(), f"fold {fold}: ")
+                loop.check_finite(history, done, saver, f"fold {fold}: ")
                 now = time.time()
                 steps_per_sec = (done - last_step) / max(now - last_time, 1e-9)
                 scalars = {

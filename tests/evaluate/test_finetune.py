@@ -331,6 +331,23 @@ class Killed(Exception):
     pass
 
 
+def run_killed_at_batch(n, config, workdir, monkeypatch):
+    """Run the protocol into `workdir` until the `n`-th global batch, where it dies (`Killed`)."""
+    real_global_batch = step_lib.global_batch
+    calls = {"n": 0}
+
+    def dying_global_batch(batch, mesh):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Killed
+        return real_global_batch(batch, mesh)
+
+    monkeypatch.setattr(step_lib, "global_batch", dying_global_batch)
+    with pytest.raises(Killed):
+        finetune.run_video_protocol(config, tiny_pretrained(), workdir=workdir)
+    monkeypatch.setattr(step_lib, "global_batch", real_global_batch)
+
+
 def digits_config(digits_dir, protocol="finetune"):
     config = tiny_finetune_config()
     config.protocol = protocol
@@ -367,19 +384,7 @@ def test_finetuning_end_to_end_writes_results_and_a_killed_run_resumes_the_same_
 
     # Kill a second run in epoch 2, after the checkpoint of epoch 1, and start it again.
     killed_dir = str(tmp_path / "killed")
-    real_global_batch = step_lib.global_batch
-    calls = {"n": 0}
-
-    def dying_global_batch(batch, mesh):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise Killed
-        return real_global_batch(batch, mesh)
-
-    monkeypatch.setattr(step_lib, "global_batch", dying_global_batch)
-    with pytest.raises(Killed):
-        finetune.run_video_protocol(config, tiny_pretrained(), workdir=killed_dir)
-    monkeypatch.setattr(step_lib, "global_batch", real_global_batch)
+    run_killed_at_batch(8, config, killed_dir, monkeypatch)
     assert os.listdir(os.path.join(killed_dir, "fold1", "checkpoints")) == ["5"]
     capsys.readouterr()
     resumed = finetune.run_video_protocol(config, tiny_pretrained(), workdir=killed_dir)
@@ -398,19 +403,7 @@ def test_an_update_that_makes_the_state_non_finite_stops_the_fold_before_any_sav
     config.global_batch_size = 40  # the 40 training videos, one clip each
     config.eval_from_epoch = 2  # no test after epoch 1: the second batch is step 2's
     workdir = str(tmp_path / "run")
-    real_global_batch = step_lib.global_batch
-    calls = {"n": 0}
-
-    def dying_global_batch(batch, mesh):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Killed
-        return real_global_batch(batch, mesh)
-
-    monkeypatch.setattr(step_lib, "global_batch", dying_global_batch)
-    with pytest.raises(Killed):
-        finetune.run_video_protocol(config, tiny_pretrained(), workdir=workdir)
-    monkeypatch.setattr(step_lib, "global_batch", real_global_batch)
+    run_killed_at_batch(2, config, workdir, monkeypatch)
     checkpoints = os.path.join(workdir, "fold1", "checkpoints")
     assert os.listdir(checkpoints) == ["1"]
 
