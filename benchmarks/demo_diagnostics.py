@@ -31,6 +31,13 @@ _EVERY = flags.DEFINE_integer("every", 10, "Print the mean metrics every this ma
 _FIXED = flags.DEFINE_bool("fixed_batch", False, "Repeat the first batch (overfit check).")
 _PROBE_BATCH = flags.DEFINE_integer("probe_batch", 256, "Clips for the random-init statistics.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Overrides config.data_dir.")
+_EMBED_STATS = flags.DEFINE_bool(
+    "embedding_stats",
+    False,
+    "Also print, every --every steps, statistics of the embeddings of 64 fixed training clips "
+    "(BatchNorm in training mode): the mean cosine between different clips (1 = collapsed), "
+    "matched vs unmatched video-audio cosines, and the share of the head's output bias.",
+)
 
 
 def _separability(z, labels):
@@ -111,6 +118,39 @@ def main(argv):
         f"{1 / config.global_batch_size:.3f}, loss_av at chance log B = "
         f"{np.log(config.global_batch_size):.3f}){' on ONE repeated batch' if fixed else ''}:"
     )
+    probe_graph = nnx.graphdef(train.build_train_model(probe, axis_name=None, rngs=nnx.Rngs(0)))
+    probe_clips = {k: jnp.asarray(batch[k][:64]) for k in ("video1", "audio")}
+
+    def embedding_stats(state):
+        local = jax.tree.map(lambda x: jnp.array(np.asarray(x)), (state.params, state.batch_stats))
+        m = nnx.merge(probe_graph, *local)
+        m.train()
+        vmap_ = m.video_map(probe_clips["video1"])
+        pooled = m.video_pooling(jnp.mean(vmap_, axis=(2, 3)))
+        v = np.asarray(m.embed_video_map(vmap_, None), np.float64)
+        a = np.asarray(m.embed_audio_map(m.audio_map(probe_clips["audio"]), None), np.float64)
+        off = ~np.eye(len(v), dtype=bool)
+
+        def cos_off(z):
+            z = z / np.linalg.norm(z, axis=1, keepdims=True)
+            return (z @ z.T)[off].mean()
+
+        va = v @ a.T
+        nn_v = _separability(v, labels[:64])[0]
+        nn_a = _separability(a, labels[:64])[0]
+        out = {
+            "1nn v": nn_v,
+            "1nn a": nn_a,
+            "cos pooled": cos_off(np.asarray(pooled, np.float64)),
+            "cos v": cos_off(v),
+            "cos a": cos_off(a),
+            "va match": np.diag(va).mean(),
+            "va other": va[off].mean(),
+        }
+        for name, head in (("bias v", m.video_head), ("bias a", m.audio_head)):
+            out[name] = float(np.linalg.norm(head.fc2.bias[...]))
+        return out
+
     history, t0 = [], time.time()
     for i in range(_STEPS.value):
         batch = fixed if fixed is not None else step_lib.global_batch(next(batches), mesh)
@@ -128,6 +168,12 @@ def main(argv):
                 + f"  ({time.time() - t0:.0f} s)",
                 flush=True,
             )
+            if _EMBED_STATS.value:
+                print(
+                    "             "
+                    + "  ".join(f"{k} {v:.3f}" for k, v in embedding_stats(state).items()),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

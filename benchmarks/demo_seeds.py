@@ -1,11 +1,13 @@
 """Does the demo learn with a margin on every seed and numeric path? The README's command, N times.
 
     python benchmarks/demo_seeds.py --workdir=/tmp/demo_seeds [--seeds=0,1,2] [--perturbed=2]
-        [--config=configs/demo.py] [--data_dir=DIR] [-- --config.num_epochs=3 …]
+        [--perturbed_seeds=0] [--config=configs/demo.py] [--data_dir=DIR]
+        [-- --config.num_epochs=3 …]
 
 Runs `python -m stica_jax.main --config=… --config.seed=S` once per seed, each in its own
 subprocess and `WORKDIR/seed<S>` on JAX's default CPU device (one), then (with `--perturbed=N`,
-the default 2) seed 0 again on N CPU devices (`JAX_NUM_CPU_DEVICES=N`): the same global batch
+the default 2) the `--perturbed_seeds` (default 0) again on N CPU devices
+(`JAX_NUM_CPU_DEVICES=N`, in `WORKDIR/seed<S>_<N>dev`): the same global batch
 and maths split over devices (BatchNorm statistics and the NCE keys gathered across them), so
 every sum rounds differently.
 Arguments after `--` go to every run (e.g. a config override to try). All runs share one
@@ -109,6 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--perturbed", type=int, default=2, help="CPU devices of the extra run; 0: no such run"
     )
+    parser.add_argument(
+        "--perturbed_seeds", default="0", help="seeds run again on --perturbed CPU devices"
+    )
     parser.add_argument("--config", default="configs/demo.py")
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args(argv)
@@ -117,8 +122,10 @@ def main(argv=None) -> int:
     config = os.path.abspath(args.config)
     plan = [(f"seed {s}", f"seed{s}", int(s), 0) for s in args.seeds.split(",")]
     if args.perturbed:
-        name = f"seed 0, {args.perturbed} device{'s' if args.perturbed > 1 else ''}"
-        plan.append((name, "perturbed", 0, args.perturbed))
+        n = args.perturbed
+        for s in args.perturbed_seeds.split(","):
+            name = f"seed {s}, {n} device{'s' if n > 1 else ''}"
+            plan.append((name, f"seed{s}_{n}dev", int(s), n))
     results = []
     for name, sub, seed, devices in plan:
         r = run_one(name, os.path.join(workdir, sub), config, data_dir, seed, devices, extra)

@@ -51,9 +51,9 @@ def _rel(a: list, b: list) -> float:
 
 @pytest.mark.slow
 def test_loss_grads_and_batchnorm_are_device_count_invariant():
-    """float64: 8 devices equal 1 to rounding. float32: as accurate as one device (against the
-    float64 truth). One test, so that the float64 runs are made once (xdist would run two tests
-    of one module fixture on both workers and pay for the fixture twice)."""
+    """float64: 8 devices equal 1 to rounding. float32 on 8 devices: within float32's accuracy
+    of the float64 truth. One test, so that the float64 runs are made once (xdist would run two
+    tests of one module fixture on both workers and pay for the fixture twice)."""
     with jax.enable_x64(True):
         (l1, aux1, g1, s1), (l8, aux8, g8, s8) = _run("float64", 1), _run("float64", 8)
     assert jax.devices()[0].platform == "cpu" and len(jax.devices()) >= 8
@@ -67,20 +67,19 @@ def test_loss_grads_and_batchnorm_are_device_count_invariant():
     assert _rel(s1, s8) < 1e-10
     # The test is not vacuous: the gradient is far from zero everywhere that matters.
     assert sum(float(np.sum(np.asarray(g) ** 2)) for g in g1) > 1e-2
-    _float32_matches_one_device_within_float32_accuracy(l1, g1)
+    _float32_on_eight_devices_is_as_accurate_as_float32(l1, aux1, g1, s1)
 
 
-def _float32_matches_one_device_within_float32_accuracy(l64, g64):
-    l1, aux1, g1, s1 = _run("float32", 1)
+def _float32_on_eight_devices_is_as_accurate_as_float32(l64, aux64, g64, s64):
+    """The float32 step on 8 devices against the float64 truth (one compile: the suite's cost)."""
     l8, aux8, g8, s8 = _run("float32", 8)
-    np.testing.assert_allclose(l8, l1, rtol=1e-5)
-    np.testing.assert_allclose(l1, l64, rtol=1e-5)
-    for k in aux1:
-        np.testing.assert_allclose(aux8[k], aux1[k], rtol=1e-5, err_msg=k)
-    assert _rel(s1, s8) < 1e-5
-    # How accurate one device is depends on XLA's CPU build: ~1e-3 with LLVM's optimisations,
-    # 6e-6 without them (the suite's, tests/conftest.py). Eight devices sum the batch in
-    # another order: 6.5e-5 measured without them. A missing or doubled gradient sum would be
-    # off by O(1).
-    err1, err8 = _rel(g64, g1), _rel(g64, g8)
-    assert err1 < 1e-2 and err8 < 2 * err1 + 1e-4, (err1, err8)
+    np.testing.assert_allclose(l8, l64, rtol=1e-5)
+    for k in aux64:
+        np.testing.assert_allclose(aux8[k], aux64[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert _rel(s64, s8) < 1e-5
+    # How accurate float32 is depends on XLA's CPU build: one device ~1e-3 with LLVM's
+    # optimisations, 6e-6 without them (the suite's, tests/conftest.py); eight devices sum the
+    # batch in another order: 6.5e-5 measured without them. A missing or doubled gradient sum
+    # would be off by O(1).
+    err8 = _rel(g64, g8)
+    assert err8 < 1e-2, err8
