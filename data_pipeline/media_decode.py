@@ -350,12 +350,15 @@ def write_test_media(
     video_codec: str = "libx264",
     audio_codec: str = "aac",
     sample_aspect_ratio: fractions.Fraction | None = None,
+    video_start: float = 0.0,
+    audio_start: float = 0.0,
 ) -> None:
     """Encodes uint8 `[T, H, W, 3]` frames and/or float `[N]` or `[N, C]` audio in [-1, 1] with PyAV.
 
     Used by the tests and the benchmark to make real media files (H.264/AAC mp4, MPEG-4 avi, VP9/
     Opus WebM, PCM wav...). `sample_aspect_ratio`: the pixels' width / height, written into the
-    video stream (non-square pixels).
+    video stream (non-square pixels). `video_start`, `audio_start`: the time (s) of each stream's
+    first frame or sample, as a camera that starts its audio late writes it.
     """
     fps = fractions.Fraction(fps).limit_denominator(1001)
     with av.open(path, "w") as container:
@@ -381,7 +384,8 @@ def write_test_media(
                 fmt = "fltp"
             frame = av.AudioFrame.from_ndarray(planar, format=fmt, layout=audio_layout)
             frame.sample_rate = sample_rate
-            frame.pts = 0
+            frame.pts = round(audio_start * sample_rate)
+            frame.time_base = fractions.Fraction(1, sample_rate)
             for packet in audio_stream.encode(frame):
                 container.mux(packet)
             for packet in audio_stream.encode(None):
@@ -389,7 +393,7 @@ def write_test_media(
         if video_stream is not None:
             for index, image in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = index
+                frame.pts = index + round(video_start * fps)
                 frame.time_base = fractions.Fraction(1, 1) / fps
                 for packet in video_stream.encode(frame):
                     container.mux(packet)

@@ -50,14 +50,19 @@ def write_clip(
     channels: int = 2,
     frames: np.ndarray | None = None,
     sample_aspect_ratio: fractions.Fraction | None = None,
+    audio: np.ndarray | None = None,
+    video_start: float = 0.0,
+    audio_start: float = 0.0,
 ) -> str:
-    """A clip with numbered frames (or `frames`) and a tone; the container from the suffix (mp4,
-    mov, mkv: H.264 + AAC; avi: MPEG-4 + PCM; webm: VP9 + Opus). `audio_amplitude=0` writes a
-    track of digital silence."""
+    """A clip with numbered frames (or `frames`) and a tone (or `audio`, `[N]` in [-1, 1]); the
+    container from the suffix (mp4, mov, mkv: H.264 + AAC; avi: MPEG-4 + PCM; webm: VP9 + Opus).
+    `audio_amplitude=0` writes a track of digital silence; `video_start`, `audio_start` are the
+    streams' start times (s)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if frames is None:
         frames = numbered_frames(max(1, round(seconds * float(fps))), *size)
-    audio = tone(seconds, audio_hz, sample_rate, channels, audio_amplitude) if audio_hz else None
+    if audio is None and audio_hz:
+        audio = tone(seconds, audio_hz, sample_rate, channels, audio_amplitude)
     video_codec, audio_codec = _CODECS.get(os.path.splitext(path)[1], ("libx264", "aac"))
     write_test_media(
         path,
@@ -69,6 +74,8 @@ def write_clip(
         video_codec=video_codec,
         audio_codec=audio_codec,
         sample_aspect_ratio=sample_aspect_ratio,
+        video_start=video_start,
+        audio_start=audio_start,
     )
     return path
 

@@ -173,3 +173,34 @@ def test_digital_silence_is_no_audio(tmp_path):
     media = decode_media(quiet, SETTINGS)
     assert not media.silent_audio and media.audio.size > 24_000
     assert 1.0 < np.sqrt(np.mean(media.audio.astype(np.float64) ** 2)) < 10.0
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+@pytest.mark.parametrize(
+    "video_start, audio_start",
+    [(0.0, 0.5), (0.5, 0.0)],
+    ids=["audio starts 0.5 s late", "audio starts 0.5 s early"],
+)
+def test_audio_sample_0_is_heard_at_the_time_of_video_frame_0(
+    tmp_path, container, video_start, audio_start
+):
+    """A 1 kHz burst at 0.6 s on the file's clock must sound 0.6 s - video_start into the
+    decoded audio: late audio is padded with silence in front, early audio is cut."""
+    sr, burst_at = 48_000, 0.6
+    samples = np.zeros(round(2.0 * sr), np.float32)
+    t0 = round((burst_at - audio_start) * sr)
+    t = np.arange(round(0.2 * sr)) / sr
+    samples[t0 : t0 + len(t)] = 0.5 * np.sin(2 * np.pi * 1000.0 * t)
+    path = media_files.write_clip(
+        str(tmp_path / f"clip.{container}"),
+        seconds=1.5,
+        audio=samples,
+        sample_rate=sr,
+        channels=1,
+        video_start=video_start,
+        audio_start=audio_start,
+    )
+    audio = decode_media(path, SETTINGS).audio
+    onset = np.flatnonzero(np.abs(audio) > 0.1 * 32768)[0] / 24_000
+    # AAC's priming and frame granularity: a few ms. The sign of the shift is 0.5 s.
+    assert abs(onset - (burst_at - video_start)) < 0.02, onset
