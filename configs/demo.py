@@ -52,11 +52,8 @@ def get_config():
     config.global_batch_size = 16
     config.num_epochs = 5  # 465 steps: the whole command fits in 10 minutes on 2 CPU cores
     # Constant after a short warmup, as sota.py (the official schedule). The cross-modal loss
-    # sits at chance (log B) for the first 100-200 steps, a time that moves with the seed and
-    # with rounding; a cosine decay (0.05) was well on its way down by the time it left, so the
-    # trained row depended on that time (video gains +10 to +31 over seeds and builds, audio +8
-    # to +20). Held at 0.1 it learns on at the full rate: gains +44 to +56 / +25 to +29 in five
-    # runs of six (3 seeds × 1 or 2 devices); the sixth never left chance (docs/demo.md).
+    # sits at chance for the first 100-200 steps, a time that moves with the seed and with
+    # rounding; a decaying rate made the result depend on that time (docs/demo.md).
     config.optimizer.base_lr = 0.1
     config.optimizer.warmup_start_lr = 0.01
     config.optimizer.warmup_epochs = 0.2
