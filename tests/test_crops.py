@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from stica_jax import crops
 from stica_jax.crops import CropConfig, feature_crops, spatial_crops, temporal_crops
@@ -103,7 +104,7 @@ def test_the_model_crops_the_two_views_of_a_sample_at_independent_positions():
     model.eval()
     batch = random_batch(config, 8)
     keys = jax.random.split(jax.random.key(0), 8)
-    out = model(batch["video1"], batch["video1"], batch["audio"], keys)
+    out = nnx.jit(lambda m, v, a, k: m(v, v, a, k))(model, batch["video1"], batch["audio"], keys)
     np.testing.assert_allclose(out["video"][0], out["video"][1], rtol=1e-5, atol=1e-6)
     large = np.asarray(out["crops"]["space"]["large"])  # [view, B, n, E]
     assert large.shape[:3] == (2, 8, 2)
