@@ -1,6 +1,6 @@
 """Tables of one `gpu.sh` run: JAX vs PyTorch per batch size, the candidate fixes, compile times.
 
-  python benchmarks/compare.py --jax=sota.json --torch=torch.json[,torch_compile.json]
+  python -m benchmarks.compare --jax=sota.json --torch=torch.json[,torch_compile.json]
       [--fixes=a.json,b.json]
       [--compile=farm.json,autotune.json,...] [--baseline_batch=16]
 

@@ -5,19 +5,15 @@ over `[B·T, H, W]` and a time-only `(kt, 1, 1)` kernel as one over `[B, T, H·W
 times both forms (jitted gradient of a sum of squares, best of `--repeats`) on the demo's and
 the SOTA network's shapes and prints one line per case and the speed-up:
 
-  python benchmarks/conv2plus1d.py            # the default device (CPU here; a GPU if present)
-  python benchmarks/conv2plus1d.py --sota     # add full-size SOTA layer shapes
+  python -m benchmarks.conv2plus1d            # the default device (CPU here; a GPU if present)
+  python -m benchmarks.conv2plus1d --sota     # add full-size SOTA layer shapes
 """
 
 import argparse
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def conv3d(x, kernel, strides, padding):

@@ -1,6 +1,6 @@
 """Why does (or doesn't) a pretraining config learn cross-modal correspondence? Numbers, fast.
 
-    python benchmarks/demo_diagnostics.py --config=configs/demo.py --steps=100 \
+    python -m benchmarks.demo_diagnostics --config=configs/demo.py --steps=100 \
         [--config.av_digits="{'digit_scale': (0.8, 0.9)}" ...] [--fixed_batch] [--data_dir=DIR] \
         [--embedding_stats]
 
@@ -19,16 +19,12 @@ norm of each head's output bias: how the cross-modal loss sits at chance. Findin
 are in docs/demo.md.
 """
 
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from absl import flags
+from ml_collections import config_flags
 
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from stica_jax import cli  # noqa: E402
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Pretraining config.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Train steps to run.")
@@ -80,8 +76,9 @@ def main(argv):
     probe = config.copy_and_resolve_references()
     probe.model.head_dropout = 0.0  # dropout needs per-sample keys; the statistics don't
     batch = next(
-        pipeline.make_pretrain_dataset(
+        pipeline.make_dataset(
             probe.input,
+            "pretrain",
             split=probe.train_split,
             dataset=train_data,
             batch_size_per_host=_PROBE_BATCH.value,

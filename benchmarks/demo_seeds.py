@@ -1,6 +1,6 @@
 """Does the demo learn with a margin on every seed and numeric path? The README's command, N times.
 
-    python benchmarks/demo_seeds.py --workdir=/tmp/demo_seeds [--seeds=0,1,2] [--perturbed=2]
+    python -m benchmarks.demo_seeds --workdir=/tmp/demo_seeds [--seeds=0,1,2] [--perturbed=2]
         [--perturbed_seeds=0] [--config=configs/demo.py] [--data_dir=DIR]
         [-- --config.num_epochs=3 …]
 

@@ -102,7 +102,7 @@ left() { echo $((TOTAL_S - SECONDS - 5)); }
 
 jax_bench() {  # jax_bench NAME JSON ARGS...: train_step.py with the fast flags and the cache
   local name=$1 json=$2; shift 2
-  XLA_FLAGS="$FAST_FLAGS" run "$(left)" "$name" "${FG[@]}" "$PY" benchmarks/train_step.py \
+  XLA_FLAGS="$FAST_FLAGS" run "$(left)" "$name" "${FG[@]}" "$PY" -m benchmarks.train_step \
     --peak_tflops="$PEAK_TFLOPS" --compilation_cache_dir="$CACHE" --json="$json" \
     --time_budget_s=$(($(left) - 20)) $JAX_EXTRA "$@"
 }
@@ -110,7 +110,7 @@ jax_bench() {  # jax_bench NAME JSON ARGS...: train_step.py with the fast flags 
 jax_autotune() {  # jax_autotune cold|warm LIMIT_S: the baseline with XLA's default autotuning
   # shellcheck disable=SC2086
   run "$2" "jax-autotune-$1" "${FG[@]}" \
-    "$PY" benchmarks/train_step.py --batch_sizes="$AUTOTUNE_BATCH" --steps="$FIX_STEPS" \
+    "$PY" -m benchmarks.train_step --batch_sizes="$AUTOTUNE_BATCH" --steps="$FIX_STEPS" \
     --warmup=2 --variant="autotune_$1" --peak_tflops="$PEAK_TFLOPS" \
     --compilation_cache_dir="$CACHE_AT" --json="$WORK/json/autotune_$1.json" $JAX_EXTRA
 }
@@ -128,7 +128,7 @@ farm() {  # the compile-only processes, FARM_PARALLEL at a time, in the backgrou
     echo "=== [$(date +%T)] farm: compiling $name ($flags)"
     # shellcheck disable=SC2086
     XLA_FLAGS="$FAST_FLAGS" XLA_PYTHON_CLIENT_PREALLOCATE=false "${BG[@]}" "$PY" \
-      benchmarks/train_step.py --compile_only --compilation_cache_dir="$CACHE" \
+      -m benchmarks.train_step --compile_only --compilation_cache_dir="$CACHE" \
       --variant="${name%_b*}" --json="$WORK/json/farm_$name.json" $JAX_EXTRA $flags \
       >"$WORK/logs/farm_$name.log" 2>&1 &
   done
@@ -160,7 +160,6 @@ main() {
 import os, sys
 import torch, torchvision, safetensors
 import jax, flax, optax, einops, absl, yaml, ml_collections
-sys.path.insert(0, '.')
 import stica_jax.step, stica_jax.models.summary, configs.sota, tests.tiny
 import stica_jax.export.torch_modules
 bad = [m for m in ('tensorflow', 'tensorflow_datasets', 'clu') if m in sys.modules]
@@ -186,7 +185,7 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
 
   # 2. PyTorch on the GPU meanwhile.
   # shellcheck disable=SC2086
-  run $(($(left) / 3)) torch-eager "${FG[@]}" "$PY" benchmarks/torch_baseline.py \
+  run $(($(left) / 3)) torch-eager "${FG[@]}" "$PY" -m benchmarks.torch_baseline \
     --batch_sizes="$BATCH_SIZES" --steps="$STEPS" --warmup="$WARMUP" \
     --layouts="$TORCH_LAYOUTS" --modes=eager --peak_tflops="$PEAK_TFLOPS" \
     --time_budget_s=$(($(left) / 3 - 20)) --profile_dir="$WORK/profiles/torch" \
@@ -230,7 +229,7 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
   # 5. torch.compile, if time is left.
   if ((TORCH_COMPILE)) && (($(left) > 120)); then
     # shellcheck disable=SC2086
-    run "$(left)" torch-compile "${FG[@]}" "$PY" benchmarks/torch_baseline.py \
+    run "$(left)" torch-compile "${FG[@]}" "$PY" -m benchmarks.torch_baseline \
       --batch_sizes="$FIX_BATCH" --steps="$FIX_STEPS" --warmup=2 \
       --layouts="${TORCH_LAYOUTS%%,*}" --modes=compile --peak_tflops="$PEAK_TFLOPS" \
       --json="$WORK/json/torch_compile.json" $TORCH_EXTRA
@@ -244,7 +243,7 @@ assert torch.cuda.is_available() or cpu_ok, 'torch sees no GPU'
   for f in "$WORK"/json/farm_*.json; do [[ -e $f ]] && compile_json+="$f,"; done
   compile_json+="$WORK/json/jax_sota.json,$fixes_json$WORK/json/autotune_cold.json,"
   compile_json+="$WORK/json/autotune_warm.json"
-  "$PY" benchmarks/compare.py --jax="$WORK/json/jax_sota.json" \
+  "$PY" -m benchmarks.compare --jax="$WORK/json/jax_sota.json" \
     --torch="$WORK/json/torch.json,$WORK/json/torch_compile.json" \
     --fixes="$fixes_json" --compile="$compile_json" --baseline_batch="$FIX_BATCH" \
     --autotune="$WORK/json/autotune_cold.json,$WORK/json/autotune_warm.json" \

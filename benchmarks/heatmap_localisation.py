@@ -1,6 +1,6 @@
 """How often a pretrained model's audio-visual heatmap peaks on the AV-digits digit it hears.
 
-`python benchmarks/heatmap_localisation.py --workdir=/tmp/stica_demo --clips=40` renders
+`python -m benchmarks.heatmap_localisation --workdir=/tmp/stica_demo --clips=40` renders
 AV-digits clips (held-out handwriting) and computes each clip's heatmap
 (`stica_jax.evaluate.heatmap`). The unit is the map cell, the unit the heat is computed on (the
 maximum of the upsampled picture is not: bilinear upsampling puts an edge cell's maximum on the
@@ -23,14 +23,10 @@ chance, and the trained model with the sound of another clip of a *different dig
 trains on inside larger frames at native size (4 × 4 and 6 × 6 maps), where chance is lower.
 """
 
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import app, flags
 
 _FLAGS: dict = {}  # defined when run as a script: importing this module (tests) defines none
 

@@ -1,34 +1,28 @@
 """What the compiled train step is made of: fusions, convolutions, copies and collectives.
 
-  python benchmarks/hlo_stats.py [--cpu_devices=8] [--batch=1] [--tiny] [--bn_one_pass]
+  python -m benchmarks.hlo_stats [--cpu_devices=8] [--batch=1] [--tiny] [--bn_one_pass]
       [--bn_sync=global|device] [--conv_channel_multiple=0] [--json=PATH] [--hlo_out=PATH]
 
-Lowers and compiles `stica_jax.step.make_train_step` for the config (SOTA by default) on N
-fake CPU devices (`--cpu_devices`, or the real devices with `--cpu_devices=0`), and counts
-in the optimised HLO (`compiled.as_text()`) and, for the collectives, also in the HLO before
-optimisation (`lowered.as_text("hlo")`, the program JAX hands to XLA on every backend):
+Lowers and compiles the step `train_step.py` times (`measured_step.lower_step`: the SOTA config
+by default) on N fake CPU devices (`--cpu_devices`, or the real devices with `--cpu_devices=0`),
+and counts in the optimised HLO (`compiled.as_text()`) and, for the collectives, also in the HLO
+before optimisation (`lowered.as_text("hlo")`, the program JAX hands to XLA on every backend):
 - fusions (by kind), convolutions (plain, cuDNN custom calls, or inside fusions), dots,
   copies and transposes of the entry computation and the computations it calls;
 - all-reduces / all-gathers / other collectives: count, bytes per step, and how many
   move at most 4 KiB (latency-bound: BatchNorm statistics, BatchNorm parameter gradients).
 
-`train_step.py --hlo_stats` prints the same counts for the program it times (on a GPU, the
-XLA:GPU optimised program).
+`python -m benchmarks.train_step --hlo_stats` prints the same counts for the program it times
+(on a GPU, the XLA:GPU optimised program).
 """
 
 import argparse
 import collections
 import json
 import math
-import os
 import re
-import sys
 import time
 from typing import Any
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 _BYTES = {
     "pred": 1,
@@ -312,18 +306,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.cpu_devices:
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-    from benchmarks import train_step as bench
+    # Late: counting a given HLO text (`profile_summary.py --hlo`) needs neither JAX nor the model.
+    from benchmarks import measured_step
     from stica_jax import step
 
     mesh = step.make_mesh()
-    config = bench.load_config(args.tiny)
-    options = bench.ModelOptions(
+    config = measured_step.load_config(args.tiny)
+    options = measured_step.ModelOptions(
         bn_one_pass=args.bn_one_pass,
         bn_sync=args.bn_sync,
         conv_channel_multiple=args.conv_channel_multiple,
         sum_grads_once=args.sum_grads_once,
     )
-    lowered = bench.lower_step(config, mesh, args.batch, options)
+    lowered = measured_step.lower_step(config, mesh, args.batch, options)
     out: dict[str, Any] = {
         "devices": mesh.size,
         "platform": jax.devices()[0].platform,

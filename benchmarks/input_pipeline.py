@@ -1,11 +1,11 @@
 """Clips/s per CPU core of the SOTA pretraining input, against decoding mp4 on the fly.
 
-  python benchmarks/input_pipeline.py [--num_videos=6] [--clips=60] [--work_dir=/tmp/stica_bench]
+  python -m benchmarks.input_pipeline [--num_videos=6] [--clips=60] [--work_dir=/tmp/stica_bench]
 
 Everything runs pinned to ONE CPU core (so clips/s is clips/s/core):
   1. makes `num_videos` 10-s 340×256 H.264/AAC (48 kHz stereo) mp4 files of moving texture and
      prepares them with the Kinetics-400 builder (30 fps, short side 128, JPEG; 24 kHz mono);
-  2. pipeline: `make_pretrain_dataset` with the SOTA config (two augmented 60-frame 112×112
+  2. pipeline: `make_dataset(..., "pretrain")` with the SOTA config (two augmented 60-frame 112×112
      views + a 257×199 log-mel of 2 s);
   3. baseline: the same outputs from the same augmentation and spectrogram code, but each clip
      decoded straight from the mp4 with PyAV (seek, decode 60 frames, resize to short side
@@ -18,22 +18,23 @@ Everything runs pinned to ONE CPU core (so clips/s is clips/s/core):
 
 import argparse
 import os
-import sys
 import time
 
 CORE = sorted(os.sched_getaffinity(0))[-1]
 os.sched_setaffinity(0, {CORE})  # Before TensorFlow starts its thread pools.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data_pipeline import augment, pipeline, prepare  # noqa: E402
+from data_pipeline import augment, pipeline, prepare, stages  # noqa: E402
+from data_pipeline.datasets import load_builder  # noqa: E402
+from data_pipeline.input_config import InputConfig  # noqa: E402
 from data_pipeline.media_decode import resized_shape, write_test_media  # noqa: E402
+from data_pipeline.records import parse, split_records  # noqa: E402
 from data_pipeline.tensorflow_cpu import tf  # noqa: E402
 
-SOTA = pipeline.InputConfig(dataset="stica_kinetics400", prefetch_batches=2)
+SOTA = InputConfig(dataset="stica_kinetics400", prefetch_batches=2)
 
 
 def make_videos(manual_dir: str, num_videos: int) -> list[str]:
@@ -96,7 +97,7 @@ def alternating_clips_per_second(
 
 
 def decode_clip_from_mp4(
-    path: str, start_seconds: float, config: pipeline.InputConfig
+    path: str, start_seconds: float, config: InputConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the official loader does per clip: seek, decode `num_frames` frames + the audio."""
     with av.open(path) as container:
@@ -131,9 +132,7 @@ def decode_clip_from_mp4(
         return np.stack(frames), audio[offset : offset + config.audio_samples]
 
 
-def baseline_batches(
-    paths: list[str], config: pipeline.InputConfig, batch_size: int, seed: int = 0
-):
+def baseline_batches(paths: list[str], config: InputConfig, batch_size: int, seed: int = 0):
     """The same outputs as the pipeline (same augmentation and spectrogram), PyAV on the fly."""
     rng = np.random.default_rng(seed)
     augment_config = config.augment_config()
@@ -152,7 +151,7 @@ def baseline_batches(
         return {
             "video1": augment.augment_clip(frames, seeds[0], augment_config),
             "video2": augment.augment_clip(frames, seeds[1], augment_config),
-            "audio": pipeline.spectrogram(waveform * volume, config),
+            "audio": stages.spectrogram(waveform * volume, config),
         }
 
     signature = (
@@ -164,18 +163,16 @@ def baseline_batches(
     return iter(dataset.map(process).batch(batch_size).prefetch(2).as_numpy_iterator())
 
 
-def jpeg_only_batches(data_dir: str, config: pipeline.InputConfig, batch_size: int):
+def jpeg_only_batches(data_dir: str, config: InputConfig, batch_size: int):
     """The bound: read records and decode the 60 sampled JPEG frames, nothing else."""
-    builder = pipeline.load_builder(config.dataset, data_dir)
-    records = pipeline._host_records(builder, "train", config, 0, 1)
+    builder = load_builder(config.dataset, data_dir)
+    records = split_records(builder, "train", config, 0, 1)
     from data_pipeline import record_stream
 
     def decode(record):
-        example = pipeline._parse(builder, record)
-        indices = pipeline.clip_frame_indices(
-            tf.constant(100), tf.shape(example["video"])[0], config
-        )
-        return pipeline.decode_frames(example["video"], indices)
+        example = parse(builder, record)
+        indices = stages.clip_frame_indices(tf.constant(100), tf.shape(example["video"])[0], config)
+        return stages.decode_frames(example["video"], indices)
 
     stream = record_stream.training_records(
         records, seed=0, process_index=0, group_size=config.group_size
@@ -188,32 +185,28 @@ def jpeg_only_batches(data_dir: str, config: pipeline.InputConfig, batch_size: i
     )
 
 
-def stage_profile(
-    data_dir: str, config: pipeline.InputConfig, repeats: int = 20
-) -> dict[str, float]:
+def stage_profile(data_dir: str, config: InputConfig, repeats: int = 20) -> dict[str, float]:
     """Milliseconds per clip of each stage (and of the augmentation's steps, per view), as compiled
     functions on one parsed record."""
-    builder = pipeline.load_builder(config.dataset, data_dir)
+    builder = load_builder(config.dataset, data_dir)
     file_name = builder.info.splits["train"].file_instructions[0].filename
-    example = pipeline._parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))
-    indices = pipeline.clip_frame_indices(tf.constant(100), tf.shape(example["video"])[0], config)
-    frames = pipeline.decode_frames(example["video"], indices)
+    example = parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))
+    indices = stages.clip_frame_indices(tf.constant(100), tf.shape(example["video"])[0], config)
+    frames = stages.decode_frames(example["video"], indices)
     augment_config = config.augment_config()
     resized = augment.random_resized_crop(frames, tf.constant([1, 2], tf.int64), augment_config)
     matrix, offset, no = tf.eye(3) / 255, tf.zeros([config.num_frames, 3]), tf.constant(False)
     radius = augment_config.blur_kernel_size // 2
     padded = augment._colour_map(resized, matrix, offset, no, 0.45, 0.225, radius)
-    waveform = pipeline.audio_window(
+    waveform = stages.audio_window(
         example["audio"], tf.constant(100 / 30), config.audio_samples, config.sample_rate
     )
-    stages = {
+    functions = {
         "parse record": tf.function(
-            lambda: pipeline._parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))[
-                "label"
-            ]
+            lambda: parse(builder, next(iter(tf.data.TFRecordDataset(file_name))))["label"]
         ),
         "JPEG-decode 60 frames": tf.function(
-            lambda: pipeline.decode_frames(example["video"], indices)
+            lambda: stages.decode_frames(example["video"], indices)
         ),
         # A fresh seed per call: the coins (flip, jitter, grayscale, blur) vary as in training.
         "augment one view (mean over seeds)": tf.function(
@@ -236,10 +229,10 @@ def stage_profile(
         "  view step: blur, 2 passes (p 0.5)": tf.function(
             lambda: augment._blur_padded(padded, tf.constant(1.0), augment_config.blur_kernel_size)
         ),
-        "log-mel 2 s": tf.function(lambda: pipeline.spectrogram(waveform, config)),
+        "log-mel 2 s": tf.function(lambda: stages.spectrogram(waveform, config)),
     }
     timings = {}
-    for name, function in stages.items():
+    for name, function in functions.items():
         for _ in range(5):  # tracing, and XLA compiling both branches of the view's conditionals
             function()
         start = time.perf_counter()
@@ -264,7 +257,7 @@ def main() -> None:
     )
     paths = make_videos(manual_dir, args.num_videos)
     prepare.prepare("kinetics400", manual_dir=manual_dir, data_dir=data_dir, num_workers=1)
-    config = pipeline.InputConfig.from_any({**SOTA.__dict__, "chunk_size": 1, "group_size": 4})
+    config = InputConfig.from_any({**SOTA.__dict__, "chunk_size": 1, "group_size": 4})
     print(f"Pinned to CPU core {CORE}; {args.num_videos} videos of 10 s, 340x256 H.264/AAC.")
 
     profile = stage_profile(data_dir, config)
@@ -282,8 +275,9 @@ def main() -> None:
     rates = alternating_clips_per_second(
         {
             "bound": lambda turn: jpeg_only_batches(data_dir, config, args.batch_size),
-            "pipeline": lambda turn: pipeline.make_pretrain_dataset(
+            "pipeline": lambda turn: pipeline.make_dataset(
                 config,
+                "pretrain",
                 split="train",
                 data_dir=data_dir,
                 batch_size_per_host=args.batch_size,

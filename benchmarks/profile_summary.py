@@ -1,6 +1,6 @@
 """Device time of a profiled train step by kernel category, from a Chrome-format trace.
 
-  python benchmarks/profile_summary.py TRACE [--steps=N] [--hlo=OPTIMISED_HLO.txt]
+  python -m benchmarks.profile_summary TRACE [--steps=N] [--hlo=OPTIMISED_HLO.txt]
 
 Reads the trace `jax.profiler.trace(..., create_perfetto_trace=True)` writes
 (`perfetto_trace.json.gz`) or `torch.profiler`'s `export_chrome_trace` (`.json`), picks the
@@ -25,14 +25,11 @@ import argparse
 import collections
 import gzip
 import json
-import os
 import re
 import sys
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from benchmarks import hlo_stats
 
 CATEGORIES = (
     "convolution",
@@ -235,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     hlo = None
     if args.hlo:
-        from benchmarks import hlo_stats
-
         opener = gzip.open if args.hlo.endswith(".gz") else open
         with opener(args.hlo, "rt") as f:
             hlo = hlo_stats.categories(f.read())

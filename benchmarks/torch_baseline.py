@@ -1,6 +1,6 @@
 """The STiCA SOTA train step in PyTorch, timed like `benchmarks/train_step.py` times ours.
 
-  python benchmarks/torch_baseline.py [--batch_sizes=8,16,32] [--steps=20] [--warmup=3]
+  python -m benchmarks.torch_baseline [--batch_sizes=8,16,32] [--steps=20] [--warmup=3]
       [--layouts=channels_last_3d,ncdhw] [--modes=eager] [--peak_tflops=989] [--tiny]
       [--dtype=bfloat16] [--device=cuda] [--time_budget_s=0] [--json=PATH]
       [--profile_dir=DIR] [--flops_only]
@@ -49,16 +49,15 @@ import time
 import traceback
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from stica_jax.export.torch_modules import (  # noqa: E402
+from benchmarks import profile_summary
+from data_pipeline import atomic_file
+from data_pipeline.errors import error_line
+from stica_jax.export.torch_modules import (
     ProjectionHead,
     TransformerPool,
     audio_backbone,
@@ -66,7 +65,7 @@ from stica_jax.export.torch_modules import (  # noqa: E402
     video_backbone,
     video_map,
 )
-from stica_jax.shapes import input_shapes  # noqa: E402
+from stica_jax.shapes import input_shapes
 
 LAYOUTS = ("channels_last_3d", "ncdhw")
 MODES = ("eager", "compile")
@@ -320,11 +319,6 @@ def is_oom(error: BaseException) -> bool:
     )
 
 
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"
-
-
 def make_step(model: STiCATorch, optimizer: torch.optim.Optimizer, args, mode: str):
     """`step(batch) → (loss, grad_norm)` as tensors (no host sync, like the JAX loop)."""
     forward = torch.compile(model) if mode == "compile" else model
@@ -410,8 +404,6 @@ def profile_steps(step, data, args, profile_dir: str) -> None:
     """torch.profiler trace of a few steps → Chrome trace + the kernel-category summary."""
     from torch.profiler import ProfilerActivity, profile
 
-    from benchmarks import profile_summary
-
     activities = [ProfilerActivity.CPU]
     if args.device.startswith("cuda"):
         activities.append(ProfilerActivity.CUDA)
@@ -448,10 +440,7 @@ def format_result(r: dict[str, Any]) -> str:
 def write_json(path: str | None, data: dict[str, Any]) -> None:
     if not path:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic_file.write_text(path, json.dumps(data, indent=1))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -518,11 +507,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         profile_dir = None if here else profile_dir
                     except Exception as e:  # noqa: BLE001  (one size must not end the run)
                         if is_oom(e):
-                            r = {"batch_per_device": b, "status": "OOM", "error": _first_line(e)}
+                            r = {
+                                "batch_per_device": b,
+                                "status": "OOM",
+                                "error": error_line(e)[:300],
+                            }
                             stop = "skipped (a smaller batch ran out of memory)"
                         else:
                             traceback.print_exc()
-                            r = {"batch_per_device": b, "status": "ERROR", "error": _first_line(e)}
+                            r = {
+                                "batch_per_device": b,
+                                "status": "ERROR",
+                                "error": error_line(e)[:300],
+                            }
                     gc.collect()
                     if args.device.startswith("cuda"):
                         torch.cuda.empty_cache()

@@ -1,6 +1,6 @@
 """Clips/s and model FLOP utilisation (MFU) of the STiCA train step on synthetic batches.
 
-  python benchmarks/train_step.py [--batch_sizes=4,8,16] [--steps=20] [--warmup=3]
+  python -m benchmarks.train_step [--batch_sizes=4,8,16] [--steps=20] [--warmup=3]
       [--peak_tflops=989] [--tiny] [--dtype=bfloat16] [--devices=N] [--cpu_devices=N]
       [--time_budget_s=0] [--json=PATH] [--variant=NAME]
       [--bn_one_pass] [--bn_sync=global|device] [--conv_channel_multiple=8]
@@ -48,7 +48,6 @@ optax (+ ml_collections for the config, absl-py and PyYAML being its needs).
 """
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -57,26 +56,29 @@ import time
 import traceback
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-import jax  # noqa: E402
-import jax.extend  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
-
-from stica_jax import step  # noqa: E402
-from stica_jax.models.layers import (  # noqa: E402
-    BATCH_NORM_SYNC,
-    configure_batch_norm,
-    configure_convolutions,
+from benchmarks import hlo_stats, profile_summary
+from benchmarks.measured_step import (
+    ModelOptions,
+    abstract_batch,
+    abstract_train_state,
+    load_config,
+    lower_step,
+    make_optimizer,
+    new_model,
 )
-from stica_jax.models.stica import build_model  # noqa: E402
-from stica_jax.models.summary import count_macs  # noqa: E402
-from stica_jax.shapes import input_shapes  # noqa: E402
+from data_pipeline import atomic_file
+from data_pipeline.errors import error_line
+from stica_jax import step
+from stica_jax.models.layers import BATCH_NORM_SYNC
+from stica_jax.models.summary import count_macs
+from stica_jax.shapes import input_shapes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -147,110 +149,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     return args
-
-
-def load_config(tiny: bool, dtype: str | None = None) -> Any:
-    """The SOTA config or the slim test config, with `model.dtype` optionally overridden."""
-    if tiny:
-        from tests.tiny import tiny_config
-
-        config = tiny_config()
-    else:
-        from configs import sota
-
-        config = sota.get_config()
-    if dtype:
-        config.model.dtype = dtype
-    return config
-
-
-def make_optimizer() -> Any:
-    """The pretraining optimizer (torch-style SGD + momentum + weight decay), warmup schedule."""
-    schedule = step.learning_rate_schedule(
-        base_lr=0.01, warmup_start_lr=0.0, warmup_steps=100, total_steps=10_000
-    )
-    return step.make_optimizer(schedule)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-    """The candidate speed-ups of the step (all off: the model as `configs/sota.py` builds it)."""
-
-    bn_one_pass: bool = False
-    bn_sync: str = "global"
-    conv_channel_multiple: int = 0
-    video_dtype: str = "float32"
-    sum_grads_once: bool = False
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
-
-    def asdict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def apply(self, model: nnx.Module) -> nnx.Module:
-        configure_batch_norm(model, one_pass=self.bn_one_pass, sync=self.bn_sync)
-        configure_convolutions(model, channel_multiple=self.conv_channel_multiple)
-        return model
-
-
-def new_model(config: Any, seed: int = 0, options: ModelOptions = ModelOptions()) -> nnx.Module:
-    model = build_model(config.model, config.crops, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(seed))
-    return options.apply(model)
-
-
-def abstract_train_state(
-    config: Any, optimizer: Any, options: ModelOptions = ModelOptions()
-) -> tuple[nnx.GraphDef, step.TrainState]:
-    """Graph definition and a shape-only `TrainState` (nothing allocated)."""
-    model = nnx.eval_shape(lambda: new_model(config, 0, options))
-    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graphdef, step.TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
-        params=params,
-        batch_stats=batch_stats,
-        opt_state=jax.eval_shape(optimizer.init, params),
-    )
-
-
-def abstract_batch(
-    config: Any, global_batch: int, video_dtype: str = "float32", sharding: Any = None
-) -> dict[str, jax.ShapeDtypeStruct]:
-    video, audio = input_shapes(config.input, global_batch)
-    vdt = jnp.dtype(video_dtype)
-    return {
-        "video1": jax.ShapeDtypeStruct(video, vdt, sharding=sharding),
-        "video2": jax.ShapeDtypeStruct(video, vdt, sharding=sharding),
-        "audio": jax.ShapeDtypeStruct(audio, jnp.float32, sharding=sharding),
-        "index": jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=sharding),
-    }
-
-
-def lower_step(
-    config: Any, mesh: jax.sharding.Mesh, per_device_batch: int, options: ModelOptions
-) -> Any:
-    """The train step lowered from shapes with the shardings `run_batch_size` places data
-    with, so its compilation is the one a timing process looks up in the persistent cache."""
-    optimizer = make_optimizer()
-    graphdef, state = abstract_train_state(config, optimizer, options)
-    replicated = NamedSharding(mesh, P())
-    state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state
-    )
-    batch = abstract_batch(
-        config, per_device_batch * mesh.size, options.video_dtype, step.batch_sharding(mesh)
-    )
-    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
-    train_step = step.make_train_step(
-        graphdef,
-        optimizer,
-        step.LossConfig.from_config(config.loss),
-        mesh,
-        per_device_batch_norm=options.bn_sync == "device",
-        sum_grads_once=options.sum_grads_once,
-    )
-    return train_step.lower(state, batch, key)
 
 
 def step_macs(
@@ -341,11 +239,6 @@ def is_oom(error: BaseException) -> bool:
     )
 
 
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0][:limit] if lines else ''}"
-
-
 def _peak_memory_gib(devices: list[jax.Device]) -> float | None:
     try:
         stats = [d.memory_stats() for d in devices]
@@ -419,8 +312,6 @@ def run_batch_size(
         state = profile.pop("state")
     hlo = None
     if args.hlo_stats or profile_dir:
-        from benchmarks import hlo_stats
-
         text = compiled.as_text()
         hlo = hlo_stats.stats(text)
         print(hlo_stats.format_stats(hlo, f"optimised HLO ({mesh.size} devices)"), flush=True)
@@ -480,8 +371,6 @@ def profile_steps(compiled, state, batch, keys, args, profile_dir: str) -> dict[
     import glob
     import gzip
 
-    from benchmarks import hlo_stats, profile_summary
-
     os.makedirs(profile_dir, exist_ok=True)
     hlo_text = compiled.as_text()
     # Kept with the trace, so `profile_summary.py TRACE --hlo=…` can re-categorise it later.
@@ -532,15 +421,11 @@ def _host_cpu() -> jax.Device | None:
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:
-    """Rewritten after every batch size, so a run cut short keeps what it measured (through a
-    file of this process's own, so that processes writing the same path do not collide)."""
+    """Rewritten after every batch size, so a run cut short keeps what it measured (atomically,
+    through a temporary file of this process's own)."""
     if not path:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    atomic_file.write_text(path, json.dumps(data, indent=1))
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -588,7 +473,7 @@ def compile_only(config, mesh, args, options, header, t_start) -> dict[str, Any]
             }
         except Exception as e:  # noqa: BLE001  (one batch size must not end the run)
             traceback.print_exc()
-            r = {"batch_per_device": b, "status": "ERROR", "error": _first_line(e)}
+            r = {"batch_per_device": b, "status": "ERROR", "error": error_line(e)[:300]}
         results.append(r)
         extra = f" compile_s={r['compile_s']:.1f}" if "compile_s" in r else f" ({r.get('error')})"
         print(f"batch/device={b} {r['status']}{extra} variant={args.variant}", flush=True)
@@ -684,12 +569,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 profile_dir = None if here else profile_dir
             except Exception as e:  # noqa: BLE001  (one batch size must not end the run)
                 if is_oom(e):
-                    r = {"batch_per_device": b, "status": "OOM", "error": _first_line(e)}
+                    r = {"batch_per_device": b, "status": "OOM", "error": error_line(e)[:300]}
                     if not args.keep_going_after_oom:
                         stop_reason = "skipped (a smaller batch ran out of memory)"
                 else:
                     traceback.print_exc()
-                    r = {"batch_per_device": b, "status": "ERROR", "error": _first_line(e)}
+                    r = {"batch_per_device": b, "status": "ERROR", "error": error_line(e)[:300]}
             gc.collect()
             previous_s = time.perf_counter() - start
         r["wall_s"] = time.perf_counter() - start

@@ -1,4 +1,8 @@
-"""Ablation: 1-s clips (30 frames, T'=4) and 1-s audio (257×99); time crops 2×3 + 1×2 (seed §6.1.1)."""
+"""Ablation: 1-s clips (30 frames, T'=4) and 1-s audio (257×99); time crops 2×3 + 1×2 (seed §6.1.1).
+
+Needs: what `sota.py` needs, or less: half the frames and half the audio per clip (step time
+and memory not measured).
+"""
 
 from configs import sota
 

@@ -1,4 +1,8 @@
-"""Ablation: gradients through the all-gathered keys (spec §6); the official code detaches them."""
+"""Ablation: gradients through the all-gathered keys (spec §6); the official code detaches them.
+
+Needs: what `sota.py` needs; the backward also runs through the gathered keys (step time and
+memory not measured).
+"""
 
 from configs import sota
 

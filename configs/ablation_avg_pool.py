@@ -1,4 +1,8 @@
-"""Ablation: average temporal pooling instead of the transformer (seed §6.1)."""
+"""Ablation: average temporal pooling instead of the transformer (seed §6.1).
+
+Needs: what `sota.py` needs, or slightly less (no transformer; step time and memory not
+measured).
+"""
 
 from configs import sota
 

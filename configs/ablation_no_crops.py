@@ -1,4 +1,8 @@
-"""Ablation: no feature crops — the cross-modal NCE alone."""
+"""Ablation: no feature crops — the cross-modal NCE alone.
+
+Needs: what `sota.py` needs, or less (no crop passes through the pooling and heads; step time and
+memory not measured).
+"""
 
 from configs import sota
 

@@ -4,6 +4,10 @@ Same method as `sota.py` (two augmented views, audio, feature crops, transformer
 NCE losses), with a slim network, small inputs and no head dropout (see below). It generates
 AV-digits if absent, pretrains, and ends with a linear-probe table on held-out AV-digits (video
 and audio features) for the trained model beside the same architecture at random init.
+
+Needs: a CPU and no accelerator (float32). Measured on 2 CPU cores (benchmarks/RESULTS.md): the
+465 steps run at about 1.6 steps/s (5 minutes); the README's first command, `pip install` and
+generating AV-digits (400 MB on disk) included, takes about 9 minutes. Memory not measured.
 """
 
 from configs import sota

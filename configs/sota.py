@@ -1,6 +1,16 @@
 """STiCA state-of-the-art pretraining: R(2+1)D-18 + transformer pooling, ResNet-9 audio,
 60 frames at 112², 2-s audio, feature crops space 2×6²+4×4² & time 2×6+1×4 (T'=8).
 
+Needs: GPUs or TPUs with bfloat16, and a prepared Kinetics-400 (`python -m stica_jax.prepare
+kinetics400`). The global batch of 512 is the paper's 8 clips per GPU on 64 GPUs; measured on
+one H100 80GB with synthetic batches (benchmarks/RESULTS.md): 8 clips per device 95 ms per step
+(84 clips/s), 15.4 GiB peak; 16 clips 183 ms (87 clips/s), 30.4 GiB; about 1.9 GiB more per
+clip, so an 80 GB device should hold about 32 (not run) and fewer than 16 such devices need a
+smaller `global_batch_size` (it must divide by the device count). At 8 clips per device on 64
+devices, 100 epochs of Kinetics-400 are about 1.3 hours of step time if the step scaled
+perfectly (estimated, not measured: BatchNorm and gradient collectives may cost 10-20 %). The
+input pipeline reads 15-19 clips/s per CPU core, so about 5 cores per device.
+
 Every number cites its source: "seed" is the paper appendix (shared/seed), "spec §N" is
 shared/STICA_SPEC.md, "official" the PyTorch GDT/STiCA code.
 """
@@ -90,6 +100,27 @@ def get_config() -> ml_collections.ConfigDict:
     config.log_every_steps = 50
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
+    # > 0: a `jax.profiler` trace of this many steps, from the step after the first (which
+    # compiles), into <workdir>/profile (TensorBoard's profile tab). 0: no trace.
+    config.profile_steps = 0
+
+    # Performance options of the train step. Each is off by default; the numbers they change
+    # and by how much are in benchmarks/RESULTS.md, the tests in tests/test_layer_options.py.
+    p = config.performance = ml_collections.ConfigDict()
+    # BatchNorm statistics as E[x] and E[x²] in one pass and one collective, instead of two
+    # passes (E[x], then E[(x - E[x])²]) and two: equal to float32 rounding while |mean| is not
+    # much larger than the std.
+    p.bn_one_pass = False
+    # "global": SyncBN, statistics over the global batch (the result does not depend on the
+    # device count). "device": each device's shard alone, as an unsynchronised torch BatchNorm
+    # per GPU (no collective; the result depends on the per-device batch).
+    p.bn_sync = "global"
+    # > 1: every convolution zero-pads its channels to a multiple of this (tensor-core widths)
+    # inside the call; parameters and results are unchanged. 0: off.
+    p.conv_channel_multiple = 0
+    # One float32 all-reduce per parameter gradient, instead of one per use of the parameter in
+    # the compute dtype (bfloat16 at SOTA, 7 uses of the pooling and head weights per step).
+    p.sum_grads_once = False
 
     # Online evaluation while pretraining: a probe on frozen features of a labelled dataset.
     config.eval = ml_collections.ConfigDict()

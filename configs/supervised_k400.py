@@ -5,6 +5,10 @@ Everything not overridden is `sota.py`'s: the same backbone, transformer pooling
 112², clip sampling and per-view augmentation (one view instead of two, no audio), SGD and the
 warmup schedule. The seed gives no optimisation recipe for this experiment; where a number
 below is ours, its comment says "decision".
+
+Needs: the accelerators `sota.py` needs, and a prepared Kinetics-400 with its validation split;
+one view and no audio per clip, so less per clip than pretraining (step time and memory not
+measured).
 """
 
 import ml_collections

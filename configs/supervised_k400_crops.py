@@ -5,6 +5,9 @@ Each crop of the 8×7×7 map is pooled and classified like the full map, and its
 against the clip's label is averaged with the full clip's (`stica_jax.losses.classification_loss`,
 weight `supervised.crop_loss_weight`). "Medium" is the pretraining's 6×6 crop: beside the full
 7×7 map (the largest view) the official code has exactly two crop sizes, 6×6 and 4×4 (spec §5).
+
+Needs: what `supervised_k400.py` needs, plus the four crops' passes through pooling and `fc`
+(step time and memory not measured).
 """
 
 import ml_collections

@@ -7,31 +7,10 @@ Two front ends, picked by `config.input.audio_frontend` (`spectrogram`):
   the official code read the features they were trained on.
 """
 
-import math
-
 import numpy as np
 
+from data_pipeline.audio_frontends import num_spectrogram_frames
 from data_pipeline.tensorflow_cpu import tf
-
-AUDIO_FRONTENDS = ("stica", "official")
-
-
-def num_spectrogram_frames(
-    num_samples: int, *, window_length: int = 480, hop_length: int = 240, frontend: str = "stica"
-) -> int:
-    """Frames of `frontend`'s spectrogram of `num_samples` samples: 48000 -> 199, 24000 -> 99.
-
-    "stica" frames only whole windows; "official" zero-pads the end to a last whole window, as
-    `python_speech_features.sigproc.framesig` does (the same count whenever the hop divides
-    `num_samples - window_length`, e.g. every whole 10 ms at 24 kHz).
-    """
-    if frontend == "official":
-        if num_samples <= window_length:
-            return 1
-        return 1 + math.ceil((num_samples - window_length) / hop_length)
-    if num_samples < window_length:
-        return 0
-    return 1 + (num_samples - window_length) // hop_length
 
 
 def log_mel_spectrogram(
@@ -60,8 +39,8 @@ def log_mel_spectrogram(
       log_offset: eps of `log(mel_power + eps)`, keeps silence finite.
 
     Returns:
-      float32 `[..., F, T]` with `T = 1 + (N - window_length) // hop_length`
-      (2 s at 24 kHz -> `[257, 199]`, 1 s -> `[257, 99]`).
+      float32 `[..., F, T]`, `T = num_spectrogram_frames(N, ...)` (whole windows only: 2 s
+      at 24 kHz -> `[257, 199]`, 1 s -> `[257, 99]`).
     """
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     stft = tf.signal.stft(

@@ -1,6 +1,6 @@
 """The TFDS data dir: one rule for every path that reads or writes a dataset.
 
-Training and its probes, `python -m data_pipeline.prepare`, AV-digits generation and the
+Training and its probes, `python -m stica_jax.prepare`, AV-digits generation and the
 benchmarks all call `resolve_data_dir`, so a dataset is written where it is later read, and never
 relative to the current directory. (A module of its own, with no TensorFlow: the AV-digits
 builder and `prepare`'s decode workers import it.)

@@ -169,7 +169,7 @@ def not_prepared_message(name: str, data_dir: str) -> str:
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:
-    """ "prepare it with: python -m data_pipeline.prepare …" for a stica_jax dataset `name`."""
+    """ "prepare it with: python -m stica_jax.prepare …" for a stica_jax dataset `name`."""
     from data_pipeline.builders import BUILDERS
 
     command_names = {builder.name: command_name for command_name, builder in BUILDERS.items()}
@@ -178,6 +178,6 @@ def _prepare_hint(name: str, data_dir: str) -> str:
         return "it is not a stica_jax dataset"
     manual = "" if base == "av_digits" else " --manual_dir=DIR_WITH_THE_DOWNLOADED_FILES"
     return (
-        f"prepare it with: python -m data_pipeline.prepare {command_names[base]}{manual} "
+        f"prepare it with: python -m stica_jax.prepare {command_names[base]}{manual} "
         f"--data_dir={data_dir}"
     )

@@ -3,16 +3,18 @@
 `data_pipeline.prepare` fills it from many processes (and machines sharing `data_dir`); the TFDS
 builders then only pack cached entries into records. One entry per source file: `<key>.npz`
 (frames + audio) or `<key>.skip.json` (why the file gives no example). Entries are written to a
-temporary name and renamed, so an interrupted run leaves no half-written entry.
+temporary name and renamed (`atomic_file`), so an interrupted run leaves no half-written entry.
 """
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 
 import numpy as np
 
+from data_pipeline import atomic_file
 from data_pipeline.media_decode import DecodedMedia, DecodeSettings, MediaSkipped, decode_media
 
 
@@ -46,13 +48,6 @@ def cache_directory(data_dir: str, dataset_name: str, settings: DecodeSettings) 
     return os.path.join(data_dir, "stica_decode_cache", dataset_name, settings.cache_name())
 
 
-def _write_atomically(path: str, write) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "wb") as file:
-        write(file)
-    os.replace(temporary, path)
-
-
 def save(entry: CacheEntry, media: DecodedMedia) -> None:
     offsets = np.cumsum([0] + [len(jpeg) for jpeg in media.jpeg_frames]).astype(np.int64)
     payload = dict(
@@ -62,12 +57,14 @@ def save(entry: CacheEntry, media: DecodedMedia) -> None:
         audio=media.audio.astype(np.int16),
         silent_audio=np.asarray(media.silent_audio),
     )
-    _write_atomically(entry.media_path, lambda file: np.savez(file, **payload))
+    npz = io.BytesIO()
+    np.savez(npz, **payload)
+    atomic_file.write_bytes(entry.media_path, npz.getvalue())
 
 
 def save_skip(entry: CacheEntry, skipped: MediaSkipped) -> None:
     text = json.dumps({"key": entry.key, "reason": skipped.reason, "detail": skipped.detail})
-    _write_atomically(entry.skip_path, lambda file: file.write(text.encode()))
+    atomic_file.write_text(entry.skip_path, text)
 
 
 def load(entry: CacheEntry) -> DecodedMedia | MediaSkipped:

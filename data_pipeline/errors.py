@@ -21,9 +21,33 @@ class UserError(Exception):
     """An error the user can fix from its one-line message; reported without a traceback."""
 
 
-def one_line(message: str) -> str:
-    """`message` with its lines joined by spaces (a user error is reported as one line)."""
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+def _lines(message: object) -> list[str]:
+    """The non-blank lines of `str(message)`, stripped."""
+    return [line.strip() for line in str(message).splitlines() if line.strip()]
+
+
+def one_line(message: object, max_lines: int | None = None) -> str:
+    """`message` with its lines joined by spaces (a user error is reported as one line).
+
+    With `max_lines`, only the first `max_lines` lines and a count of the others (a report of
+    mismatched keys can run to hundreds of lines).
+    """
+    lines = _lines(message)
+    if max_lines is None or len(lines) <= max_lines:
+        return " ".join(lines)
+    return " ".join(lines[:max_lines]) + f" ... ({len(lines) - max_lines} more lines)"
+
+
+def first_line(message: object) -> str:
+    """The first non-blank line of `str(message)` (an exception's: its message), stripped; ''
+    when there is none."""
+    lines = _lines(message)
+    return lines[0] if lines else ""
+
+
+def error_line(error: BaseException) -> str:
+    """`Type: first line` of `error` (`Type: (no message)` without one)."""
+    return f"{type(error).__name__}: {first_line(error) or '(no message)'}"
 
 
 def exit_with_error(prog: str, message: str) -> NoReturn:

@@ -129,7 +129,7 @@ class MediaDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         if not usable:
             raise ValueError(
                 f"{self.name}/{self.builder_config.name}: no split has a usable file "
-                f"({dict(counts)}); `python -m data_pipeline.prepare` reports each file's reason"
+                f"({dict(counts)}); `python -m stica_jax.prepare` reports each file's reason"
             )
         return {name: self._generate_examples(items) for name, items in usable.items()}
 

@@ -1,13 +1,12 @@
 """Prepare a stica_jax dataset: raw media in a manual dir → TFDS records in a data dir.
 
-  python -m data_pipeline.prepare NAME --manual_dir=DIR [--data_dir=DIR] [--num_workers=N]
+  python -m stica_jax.prepare NAME --manual_dir=DIR [--data_dir=DIR] [--num_workers=N]
       [--shard_index=I --num_shards=K] [--config=fold1] [--short_side=128] [--min_seconds=2]
 
-NAME: kinetics400, ucf101, hmdb51, esc50, dcase2014, av_digits (generated, no manual dir).
-The data dir defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets, where training reads
-(`data_pipeline.data_dir.resolve_data_dir`). A mistake in the command (a flag, a manual dir
-without the dataset's files) is one line on stderr with exit status 2. TensorFlow's start-up lines
-and warnings are hidden (`data_pipeline.console`) unless `TF_CPP_MIN_LOG_LEVEL=0`.
+runs `prepare` (`python -m data_pipeline.prepare`, the former spelling, still does). NAME:
+kinetics400, ucf101, hmdb51, esc50, dcase2014, av_digits (generated, no manual dir). The data
+dir defaults to $TFDS_DATA_DIR, else ~/tensorflow_datasets, where training reads
+(`data_pipeline.data_dir.resolve_data_dir`).
 
 Two phases. (1) Decode: every source file is decoded by a pool of worker processes (all CPU
 cores by default) into the decode cache under the data dir, with a progress bar and ETA. Done
@@ -27,17 +26,15 @@ only new files are decoded). The command exits with status 2, after writing the 
 when no split of any config has a usable file.
 """
 
-import argparse
 import collections
 import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
-import sys
 
-from data_pipeline import atomic_file, console, decode_cache
+from data_pipeline import atomic_file, decode_cache
 from data_pipeline.data_dir import resolve_data_dir
-from data_pipeline.errors import UserError, exit_with_error, one_line
+from data_pipeline.errors import UserError, one_line
 
 # TensorFlow and the builders are imported lazily: the spawned decode workers re-import this
 # module and must stay light (PyAV + numpy only).
@@ -102,8 +99,8 @@ def _list_media(name: str, builders, manual_dir: str) -> list[dict]:
 
 
 def _default_workers() -> int:
-    """One decode process per CPU core this process may use (`pipeline.cpu_cores`)."""
-    from data_pipeline.pipeline import cpu_cores
+    """One decode process per CPU core this process may use (`records.cpu_cores`)."""
+    from data_pipeline.records import cpu_cores
 
     return cpu_cores()
 
@@ -315,68 +312,7 @@ def prepare(
     return report
 
 
-PROG = "python -m data_pipeline.prepare"
+if __name__ == "__main__":  # the former spelling of `python -m stica_jax.prepare`
+    from stica_jax import cli, prepare as command
 
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a bad command line reported as one line (not usage + error)."""
-
-    def error(self, message: str):
-        exit_with_error(PROG, f"{message} (--help lists the arguments)")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """The command line: a `UserError` or a bad argument is one line on stderr, exit status 2."""
-    console.quiet_tensorflow()  # before TensorFlow loads; TF_CPP_MIN_LOG_LEVEL=0 shows it all
-    parser = _ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "name", choices=["kinetics400", "ucf101", "hmdb51", "esc50", "dcase2014", "av_digits"]
-    )
-    parser.add_argument("--manual_dir", help="where the raw media were downloaded by hand")
-    parser.add_argument(
-        "--data_dir",
-        default=None,
-        help="the TFDS data dir to write into (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)",
-    )
-    parser.add_argument("--config", help="only this config (e.g. fold1); default: all")
-    parser.add_argument(
-        "--num_workers",
-        type=int,
-        default=None,
-        help="decode processes (default: one per CPU core this process may use)",
-    )
-    parser.add_argument("--shard_index", type=int, default=0)
-    parser.add_argument(
-        "--num_shards", type=int, default=1, help="split the decoding over machines"
-    )
-    parser.add_argument(
-        "--short_side", type=int, default=None, help="stored frame short side (default 128)"
-    )
-    parser.add_argument(
-        "--min_seconds", type=float, default=None, help="skip media shorter than this"
-    )
-    args = parser.parse_args(argv)
-    if args.name != "av_digits" and not args.manual_dir:
-        parser.error(f"{args.name} needs --manual_dir")
-    if not 0 <= args.shard_index < args.num_shards:
-        parser.error("need 0 <= shard_index < num_shards")
-    try:
-        prepare(
-            args.name,
-            manual_dir=args.manual_dir,
-            data_dir=args.data_dir,
-            config=args.config,
-            num_workers=args.num_workers,
-            shard_index=args.shard_index,
-            num_shards=args.num_shards,
-            short_side=args.short_side,
-            min_seconds=args.min_seconds,
-        )
-    except UserError as error:
-        exit_with_error(PROG, str(error))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run(command.main)

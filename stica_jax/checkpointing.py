@@ -30,6 +30,7 @@ from etils import epath
 
 from data_pipeline import atomic_file
 from data_pipeline.console import UNRETRIEVED_ASYNC_ERRORS
+from data_pipeline.errors import error_line
 from stica_jax import distributed
 from stica_jax.errors import CheckpointError, WorkdirError
 
@@ -206,15 +207,25 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None):
+def restore_state(
+    manager: ocp.CheckpointManager,
+    abstract_state: Any,
+    step: int | None = None,
+    *,
+    partial: bool = False,
+):
     """(state, step): the saved state at `step`, or with `step` None the newest that restores
     (`restore_newest`), shaped and sharded like `abstract_state`.
+
+    `partial`: `abstract_state` is a dict of some of the saved `TrainState`'s fields (e.g.
+    `params` and `batch_stats` without the optimizer state), and only those are read; the
+    manager must not have saved in this process.
 
     Raises:
       CheckpointError: no checkpoint at all, or none that restores (or not `step`).
     """
     if step is None:
-        restored = restore_newest(manager, abstract_state)
+        restored = restore_newest(manager, abstract_state, partial=partial)
         if restored is None:
             raise CheckpointError(f"no checkpoint in {manager.directory}")
         return restored
@@ -224,7 +235,7 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
             f"(steps: {', '.join(map(str, sorted(manager.all_steps()))) or 'none'})"
         )
     try:
-        return _restore(manager, step, abstract_state), step
+        return _restore(manager, step, abstract_state, partial), step
     except Exception as error:
         raise CheckpointError(
             f"the checkpoint of step {step} in {manager.directory} cannot be restored: "
@@ -232,8 +243,11 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state: Any, step: int
         ) from error
 
 
-def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, int] | None:
+def restore_newest(
+    manager: ocp.CheckpointManager, abstract_state: Any, *, partial: bool = False
+) -> tuple[Any, int] | None:
     """(state, step) of the newest checkpoint that restores; None when there is no checkpoint.
+    `partial` as in `restore_state`.
 
     Each newer checkpoint that failed is then moved aside to `<step>.corrupt` (process 0) and
     reported in one warning line naming its step and first error. On multi-host jobs a
@@ -256,7 +270,7 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     failures: list[tuple[int, str]] = []
     for step in steps:
         try:
-            state, error = _restore(manager, step, abstract_state), None
+            state, error = _restore(manager, step, abstract_state, partial), None
         except Exception as caught:  # orbax and TensorStore raise many kinds; all mean unreadable
             state, error = None, caught
         if distributed.all_processes_agree(error is None):
@@ -289,10 +303,20 @@ def restore_newest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     return state, step
 
 
-def _restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+def _restore(
+    manager: ocp.CheckpointManager, step: int, abstract_state: Any, partial: bool = False
+) -> Any:
     """The state of checkpoint `step`, without asyncio's log of a failed read's leftovers."""
+    if partial:
+        args = ocp.args.PyTreeRestore(
+            abstract_state,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+            partial_restore=True,
+        )
+    else:
+        args = ocp.args.StandardRestore(abstract_state)
     with abandoned_reads_unlogged():
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        return manager.restore(step, args=args)
 
 
 class _UnretrievedAsyncErrors(std_logging.Filter):
@@ -331,8 +355,7 @@ def first_error(error: BaseException) -> str:
         if inner is None:
             break
         error = inner
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else '(no message)'}"
+    return error_line(error)
 
 
 def _set_aside_checkpoints(directory: epath.Path) -> list[epath.Path]:

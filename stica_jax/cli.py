@@ -7,8 +7,11 @@
     if __name__ == "__main__":
         cli.run(main)
 
-`run(main)` is `absl.app.run(main)` with two differences; every `python -m stica_jax...` command
-(training; evaluation, export and ablation entry points alike) should start this way.
+`run(main)` is `absl.app.run(main)` with two differences; every command starts this way. A
+command is `python -m stica_jax.<command>`: a module that holds the command alone (its flags,
+`main(argv)` and the two lines above), `stica_jax/<command>.py`, or
+`stica_jax/<command>/__main__.py` where the command is named after its package (`evaluate`,
+`export`, `models`). Library modules define no `main` and no flags (`tests/test_commands.py`).
 
 1. **A mistake of the user's is one line.** A bad or missing flag, an unknown `--config.x`
    field, a config file that does not exist, `app.UsageError`, and any `UserError` that `main`

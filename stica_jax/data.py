@@ -7,7 +7,7 @@ which the training loop, the input pipeline and the evaluators share:
 
     train_data = data.open_run_dataset(config, config.input.dataset)
     eval_data = data.open_eval_dataset(config, train_data)  # None: no online eval
-    pipeline.make_pretrain_dataset(config.input, split=..., dataset=train_data, ...)
+    pipeline.make_dataset(config.input, "pretrain", split=..., dataset=train_data, ...)
     probe.probe_accuracies(config, graphdef, states, eval_data, mesh)
 
 AV-digits, the generated demo dataset (spec §12), is written on first use; any other dataset

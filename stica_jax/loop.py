@@ -1,12 +1,14 @@
-"""Pieces of a training loop shared by pretraining (`stica_jax.train`) and the evaluation
-protocols that train (`stica_jax.evaluate.finetune`): this host's share of each global batch,
-the stop on a non-finite step, the `metrics.jsonl` record, and durations for the progress line.
+"""The one training loop (`train`) of pretraining, supervised training (`stica_jax.train`),
+fine-tuning and the linear probe (`stica_jax.evaluate.finetune`), and its parts: this host's
+share of each global batch (`ShardBatches`), resuming (`restore_or_start`), the stop on a
+non-finite step (`check_finite`), the `metrics.jsonl` record and the progress line.
 
 It imports no TensorFlow: the input pipeline is passed in as a function.
 """
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from data_pipeline.errors import one_line
-from stica_jax import distributed
+from stica_jax import checkpointing, distributed, step as step_lib
 from stica_jax.errors import ConfigError, NonFiniteError, UserError
 
 
@@ -34,7 +36,7 @@ class ShardBatches:
     An input failure stops every host. Single-host the error is raised at once. Multi-host, the
     host whose input fails cannot just raise: the others are in, or about to enter, train steps
     whose collectives need it, and would wait for it until the job is torn down. So it keeps
-    stepping on stand-in batches (zeros, `HostBatches.stand_in_batch`), and every host learns of
+    stepping on stand-in batches (zeros, `batching.TrainingBatches.stand_in_batch`), and every host learns of
     the failure at the next `stop_if_any_host_failed`, which the loop calls on every host before
     it keeps anything of a step (its metrics, a checkpoint, an evaluation), and raises the same
     error. That costs one all-gather of a flag per call, where the loop already waits for the
@@ -127,7 +129,7 @@ def shard_batches(
 ) -> ShardBatches:
     """This host's training batches: `input_shards` data shards (0 = one per host), each a
     `make_dataset(input_config, split=, dataset=, batch_size_per_host=, seed=, process_index=,
-    process_count=, start_step=)` pipeline (`data_pipeline.pipeline.make_*_dataset`)."""
+    process_count=, start_step=)` pipeline (`data_pipeline.pipeline.make_dataset` with its purpose bound)."""
     num_shards = input_shards or jax.process_count()
     if num_shards % jax.process_count() or global_batch_size % num_shards:
         raise ConfigError(
@@ -203,3 +205,141 @@ def check_finite(history: list[Mapping[str, Any]], done: int, saver: Any, prefix
             else "No checkpoint was saved."
         )
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop of every kind of training
+# ---------------------------------------------------------------------------------------------
+
+
+def restore_or_start(saver: Any, state: Any, *, describe: str = "") -> tuple[Any, int]:
+    """(state, start step): the newest checkpoint of `saver.manager` that restores (unreadable
+    newer ones set aside, `checkpointing.restore_newest`), or `state` at step 0."""
+    restored = checkpointing.restore_newest(saver.manager, state)
+    if restored is None:
+        return state, 0
+    state, start_step = restored
+    logging.info("resumed from step %d of %s", start_step, saver.manager.directory)
+    if jax.process_index() == 0:
+        print(f"{describe}resuming from the checkpoint of step {start_step}", flush=True)
+    return state, start_step
+
+
+def progress_line(
+    done: int, total_steps: int, scalars: Mapping[str, float], learning_rate: float
+) -> str:
+    """`step 31/465 (7%) loss 2.612 [av 2.689 crops 2.406] top1 12.5% lr 0.1 | …`: the loss, its
+    terms (`loss_<term>` metrics), top-1 where the loss has one, the (first) learning rate,
+    speed and ETA."""
+    terms = " ".join(
+        f"{k[5:]} {scalars[k]:.3f}"
+        for k in sorted(scalars)
+        if k.startswith("loss_") and k.count("_") == 1
+    )
+    top1 = f"top1 {100 * scalars['top1']:.1f}% " if "top1" in scalars else ""
+    return (
+        f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
+        f"loss {scalars['loss']:.3f} {f'[{terms}] ' if terms else ''}{top1}"
+        f"lr {learning_rate:.4g} "
+        + speed_and_eta(done, total_steps, scalars["steps_per_sec"], scalars["clips_per_sec"])
+    )
+
+
+def train(
+    train_step: Callable,
+    state: Any,
+    batches: ShardBatches,
+    rng: jax.Array,
+    *,
+    mesh: jax.sharding.Mesh,
+    saver: Any,
+    writer: Any,
+    workdir: str,
+    start_step: int,
+    total_steps: int,
+    global_batch_size: int,
+    log_every_steps: int,
+    save_at: Callable[[int], bool],
+    learning_rates: Mapping[str, Callable],
+    describe: Callable[[int], str] = lambda done: "",
+    after_step: Callable[[int, Any], None] | None = None,
+    profile_steps: int = 0,
+) -> tuple[Any, dict[str, float]]:
+    """Steps `start_step … total_steps - 1` of `train_step` (`step.make_train_step`); returns
+    the final state and the last logged scalars.
+
+    After each step (its number `done` counted from 1):
+    - every `log_every_steps` and before each save: every host had its input
+      (`ShardBatches.stop_if_any_host_failed`), each step since the last check was finite
+      (`check_finite`: a non-finite one stops the run before anything of it is saved), and the
+      mean metrics, the learning rates (`learning_rates`: scalar name → schedule), speed and
+      skipped records go to `writer`, `workdir/metrics.jsonl` and, on process 0, a progress line
+      prefixed by `describe(done)`;
+    - `after_step(done, state)`, when given (an evaluation: it sees the state of step `done`);
+    - a checkpoint through `saver` (`checkpointing.Saver`) when `save_at(done)`, at the last
+      step, or when the cluster is being preempted (orbax's preemption sync point).
+    `profile_steps` > 0: a `jax.profiler` trace of that many steps after the first (which
+    compiles) is written to `workdir/profile` (TensorBoard's profile tab). Whatever ends the
+    loop, the checkpoint in flight completes, so a restart resumes from it.
+    """
+    manager = saver.manager
+    is_chief = jax.process_index() == 0
+    prefix = describe(start_step)
+    pending: list[dict[str, jax.Array]] = []
+    last_time, last_step = time.time(), start_step
+    scalars: dict[str, float] = {}
+    profile = (start_step + 1, start_step + 1 + profile_steps) if profile_steps else None
+    try:
+        for step in range(start_step, total_steps):
+            if profile and step == profile[0]:
+                jax.profiler.start_trace(os.path.join(workdir, "profile"))
+            batch = step_lib.global_batch(next(batches), mesh)
+            state, metrics = train_step(state, batch, rng)
+            pending.append(metrics)
+            done = step + 1
+            if profile and done == min(profile[1], total_steps) and step >= profile[0]:
+                jax.block_until_ready(state)
+                jax.profiler.stop_trace()
+            saver.check()  # a save that failed in the background stops the run now
+            save = save_at(done) or done == total_steps or manager.reached_preemption(done)
+            # Every save is preceded by the check that each step since the last one was finite.
+            if save or done % log_every_steps == 0:
+                batches.stop_if_any_host_failed()  # and that every host had its input
+                history = jax.device_get(pending)
+                pending = []
+                prefix = describe(done)
+                check_finite(history, done, saver, prefix)
+                now = time.time()
+                steps_per_sec = (done - last_step) / max(now - last_time, 1e-9)
+                scalars = {
+                    k: float(np.mean([m[k] for m in history])) for k in history[0] if k != "finite"
+                }
+                scalars.update(
+                    {name: float(s(step)) for name, s in learning_rates.items()},
+                    steps_per_sec=steps_per_sec,
+                    clips_per_sec=steps_per_sec * global_batch_size,
+                    skipped_records=float(batches.skipped_records),
+                )
+                writer.write_scalars(done, scalars)
+                append_metrics(workdir, done, scalars)
+                if is_chief:
+                    first_lr = scalars[next(iter(learning_rates))]
+                    print(prefix + progress_line(done, total_steps, scalars, first_lr), flush=True)
+                last_time, last_step = time.time(), done
+            if after_step is not None:
+                batches.stop_if_any_host_failed()
+                after_step(done, state)
+            if save:
+                batches.stop_if_any_host_failed()
+                saver.save(done, state)
+        saver.wait()
+    finally:
+        # Also when the loop raises (a non-finite step, KeyboardInterrupt): the checkpoint being
+        # written asynchronously completes, so a restart resumes from it. A save that failed
+        # was raised by `saver` (one line), or the loop's own error is the one to show.
+        try:
+            manager.wait_until_finished()
+        except Exception:  # noqa: BLE001
+            pass
+        writer.flush()
+    return state, scalars

@@ -1,27 +1,28 @@
 """Input shapes implied by a config (no TensorFlow needed)."""
 
-import math
 from typing import Any
 
-# `config.input.audio_frontend` values: data_pipeline.audio_features.AUDIO_FRONTENDS, spec §7.
-AUDIO_FRONTENDS = ("stica", "official")
+from data_pipeline.audio_frontends import num_spectrogram_frames
 
 
 def spectrogram_frames(input_config: Any) -> int:
     """Frames of the spectrogram of the clip's audio (2 s → 199, 1 s → 99).
 
-    The "stica" front end frames whole windows only; "official" (`logfbank`) zero-pads the end
-    to a last whole window (`data_pipeline.audio_features.num_spectrogram_frames`).
+    `data_pipeline.audio_frontends.num_spectrogram_frames` of `audio_seconds` by the config's
+    front end; a clip shorter than one window is an error.
     """
     samples = round(input_config.audio_seconds * input_config.sample_rate)
-    window, hop = input_config.window_length, input_config.hop_length
+    window = input_config.window_length
     if samples < window:
         raise ValueError(
             f"{input_config.audio_seconds} s of audio is shorter than one {window}-sample window"
         )
-    if getattr(input_config, "audio_frontend", "stica") == "official":
-        return 1 + math.ceil((samples - window) / hop)
-    return 1 + (samples - window) // hop
+    return num_spectrogram_frames(
+        samples,
+        window_length=window,
+        hop_length=input_config.hop_length,
+        frontend=getattr(input_config, "audio_frontend", "stica"),
+    )
 
 
 def input_shapes(input_config: Any, batch: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -95,19 +95,25 @@ def make_loss_fn(
     graphdef: nnx.GraphDef,
     loss_config: LossConfig | SupervisedLossConfig,
     axis_name: str | None = MESH_AXIS,
+    *,
+    frozen_modules: tuple[str, ...] = (),
 ) -> Callable:
-    """`loss_fn(params, batch_stats, batch, rng) → (loss, (aux, new_batch_stats))`.
+    """`loss_fn(params, batch_stats, batch, rng, *others) → (loss, (aux, new_batch_stats))`.
 
     `batch` holds the local shard. Pretraining (`LossConfig`, a `STiCA` graph): `video1`,
     `video2` `[B, T, H, W, 3]`, `audio` `[B, F, T_a, 1]`, `index` `[B]` global sample indices.
     Supervised (`SupervisedLossConfig`, a `VideoClassifier` graph): `video` `[B, T, H, W, 3]`,
-    `label` `[B]`, `index` `[B]`.
+    `label` `[B]`, `index` `[B]`. `others`: the parameters that are not differentiated (the
+    frozen part of a linear probe). `frozen_modules`: top-level submodules that run in
+    inference mode (BatchNorm on its running statistics, never updated; no dropout).
     """
 
-    def loss_fn(params, batch_stats, batch, rng):
+    def loss_fn(params, batch_stats, batch, rng, *others):
         # copy: fresh Variables at this trace level, so BatchNorm may update them here.
-        model = nnx.merge(graphdef, params, batch_stats, copy=True)
+        model = nnx.merge(graphdef, params, *others, batch_stats, copy=True)
         model.train()
+        for name in frozen_modules:
+            getattr(model, name).eval()
         keys = sample_keys(rng, batch["index"])
         if isinstance(loss_config, SupervisedLossConfig):
             outputs = model.training_outputs(batch["video"], keys)
@@ -150,6 +156,45 @@ def _per_device_copies(params: nnx.State, axis_name: str = MESH_AXIS) -> nnx.Sta
     return jax.tree.map(lambda p: jax.lax.pvary(p, axis_name), params)  # older JAX
 
 
+def split_trainable(params: nnx.State, trainable: Any = nnx.Param) -> tuple[nnx.State, tuple]:
+    """(the parameters `trainable` selects, the others as a 0- or 1-tuple).
+
+    `trainable` is an nnx filter: `nnx.Param` (everything) or e.g.
+    `nnx.All(nnx.Param, nnx.PathContains("fc"))` (a linear probe's head).
+    """
+    if trainable is nnx.Param:
+        return params, ()
+    selected, rest = nnx.split_state(params, trainable, ...)
+    return selected, (rest,)
+
+
+def _make_per_device_grads(
+    graphdef: nnx.GraphDef,
+    loss_config: LossConfig | SupervisedLossConfig,
+    *,
+    trainable: Any,
+    frozen_modules: tuple[str, ...],
+    per_device_batch_norm: bool,
+    sum_grads_once: bool,
+) -> Callable:
+    """`(params, batch_stats, batch, rng) → (loss, aux, grads, new_stats, trained_params,
+    frozen)` on one device's shard: the one gradient computation of every train step."""
+    loss_fn = make_loss_fn(graphdef, loss_config, frozen_modules=frozen_modules)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def per_device(params, batch_stats, batch, rng):
+        params, others = split_trainable(params, trainable)
+        differentiated = _per_device_copies(params) if sum_grads_once else params
+        (loss, (aux, new_stats)), grads = grad_fn(differentiated, batch_stats, batch, rng, *others)
+        if sum_grads_once:
+            grads = jax.lax.psum(grads, MESH_AXIS)
+        if per_device_batch_norm:
+            new_stats = average_batch_stats(new_stats)
+        return loss, aux, grads, new_stats, params, others
+
+    return per_device
+
+
 def make_grad_fn(
     graphdef: nnx.GraphDef,
     loss_config: LossConfig | SupervisedLossConfig,
@@ -160,20 +205,20 @@ def make_grad_fn(
 ) -> Callable:
     """Jitted `(params, batch_stats, batch, rng) → (loss, aux, grads, new_batch_stats)`.
 
-    The global-batch loss and its gradient, computed data-parallel over `mesh`.
-    `per_device_batch_norm`, `sum_grads_once`: as in `make_train_step`.
+    The global-batch loss and the gradient `make_train_step` applies (the same per-device
+    computation), data-parallel over `mesh`, for tests that compare it with a reference.
     """
-    grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
+    per_device_grads = _make_per_device_grads(
+        graphdef,
+        loss_config,
+        trainable=nnx.Param,
+        frozen_modules=(),
+        per_device_batch_norm=per_device_batch_norm,
+        sum_grads_once=sum_grads_once,
+    )
 
     def per_device(params, batch_stats, batch, rng):
-        if sum_grads_once:
-            params = _per_device_copies(params)
-        (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng)
-        if sum_grads_once:
-            grads = jax.lax.psum(grads, MESH_AXIS)
-        if per_device_batch_norm:
-            new_stats = average_batch_stats(new_stats)
-        return loss, aux, grads, new_stats
+        return per_device_grads(params, batch_stats, batch, rng)[:4]
 
     return jax.jit(
         jax.shard_map(
@@ -191,12 +236,20 @@ def make_train_step(
     loss_config: LossConfig | SupervisedLossConfig,
     mesh: Mesh,
     *,
+    trainable: Any = nnx.Param,
+    frozen_modules: tuple[str, ...] = (),
     donate: bool = True,
     per_device_batch_norm: bool = False,
     sum_grads_once: bool = False,
 ) -> Callable:
-    """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`.
+    """Jitted pure `train_step(state, batch, rng) → (state, metrics)` over `mesh`: the one train
+    step of pretraining, supervised training, fine-tuning and the linear probe.
 
+    `trainable` (an nnx filter) selects the parameters that are differentiated and updated
+    (`optimizer`, whose state `init_train_state` made for the same filter, may hold several
+    parameter groups with their own learning rates: `make_optimizer`); the others come back
+    bit-identical. `frozen_modules` name top-level submodules run in inference mode (a linear
+    probe's backbone and pooling: BatchNorm statistics unchanged).
     A step whose loss, gradients or new state (parameters, BatchNorm statistics, optimizer
     state) are not all finite leaves the state unchanged and reports `metrics["finite"] == 0`,
     so the caller can stop before anything broken is saved.
@@ -205,20 +258,25 @@ def make_train_step(
     `_per_device_copies`) instead of one per use in the compute dtype; the same gradient to
     rounding.
     """
-    grad_fn = jax.value_and_grad(make_loss_fn(graphdef, loss_config), has_aux=True)
+    per_device_grads = _make_per_device_grads(
+        graphdef,
+        loss_config,
+        trainable=trainable,
+        frozen_modules=frozen_modules,
+        per_device_batch_norm=per_device_batch_norm,
+        sum_grads_once=sum_grads_once,
+    )
 
     def per_device(state: TrainState, batch, rng):
-        params = _per_device_copies(state.params) if sum_grads_once else state.params
-        (loss, (aux, new_stats)), grads = grad_fn(params, state.batch_stats, batch, rng)
-        if sum_grads_once:
-            grads = jax.lax.psum(grads, MESH_AXIS)
-        if per_device_batch_norm:
-            new_stats = average_batch_stats(new_stats)
+        loss, aux, grads, new_stats, params, others = per_device_grads(
+            state.params, state.batch_stats, batch, rng
+        )
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        params = optax.apply_updates(params, updates)
         new_state = TrainState(
             step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
+            params=nnx.merge_state(params, *others) if others else params,
             batch_stats=new_stats,
             opt_state=opt_state,
         )
@@ -275,15 +333,16 @@ def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
 
 
 def init_train_state(
-    model: nnx.Module, optimizer: optax.GradientTransformation
+    model: nnx.Module, optimizer: optax.GradientTransformation, trainable: Any = nnx.Param
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """Split `model` into its graph definition and a fresh `TrainState` (step 0)."""
+    """Split `model` into its graph definition and a fresh `TrainState` (step 0), the optimizer
+    state over the `trainable` parameters (as `make_train_step`)."""
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         batch_stats=batch_stats,
-        opt_state=optimizer.init(params),
+        opt_state=optimizer.init(split_trainable(params, trainable)[0]),
     )
     return graphdef, state
 
@@ -319,3 +378,22 @@ def make_optimizer(
     return optax.chain(
         optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=momentum)
     )
+
+
+def make_group_optimizer(
+    groups: dict[str, tuple[optax.Schedule, float]],
+    group_of: Callable[[tuple], str],
+    *,
+    momentum: float = 0.9,
+) -> optax.GradientTransformation:
+    """torch SGD over parameter groups, each `(schedule, weight_decay)` as `make_optimizer`;
+    `group_of(path)` names the group of the parameter at `path` (torch's `param_groups`)."""
+    transforms = {
+        g: make_optimizer(schedule, momentum=momentum, weight_decay=wd)
+        for g, (schedule, wd) in groups.items()
+    }
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(lambda path, _: group_of(path), params)
+
+    return optax.multi_transform(transforms, labels)

@@ -10,10 +10,11 @@ data-parallel step, optimizer, schedule, checkpoints, metrics, loop) is shared:
 | --- | --- | --- |
 | model | `STiCA` (`build_model`) | `VideoClassifier` (`build_classifier`) |
 | loss | `LossConfig` → `stica_loss` | `SupervisedLossConfig` → `classification_loss` |
-| input | `make_pretrain_dataset` (2 views + audio) | `make_supervised_dataset` (1 view + label) |
+| input | `make_dataset(…, "pretrain")` (2 views + audio) | `make_dataset(…, "supervised")` (1 view + label) |
 | eval | frozen-feature probe (`evaluate.probe`) | classifier top-1 (`evaluate.classification`) |
 """
 
+import functools
 import json
 import os
 import time
@@ -22,23 +23,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers
 from flax import nnx
 
-from data_pipeline import atomic_file
+from data_pipeline import atomic_file, pipeline
+from data_pipeline.audio_frontends import check_audio_frontend
 from data_pipeline.datasets import PreparedDataset
 from stica_jax import checkpointing, data, loop, step as step_lib, workdir_lock
 from stica_jax.crops import FAMILIES, CropConfig
 from stica_jax.errors import ConfigError
+from stica_jax.evaluate import classification, probe
 from stica_jax.losses import CROP_PAIRINGS, num_crop_terms
 from stica_jax.models import build_train_model
+from stica_jax.models.layers import BATCH_NORM_SYNC
 from stica_jax.models.stica import DTYPES
 from stica_jax.models.temporal_pooling import POOLING_KINDS
 from stica_jax.models.video_resnet import VideoResNet
-from stica_jax.shapes import AUDIO_FRONTENDS, input_shapes
+from stica_jax.shapes import input_shapes
 
 # ---------------------------------------------------------------------------------------------
 # Config checks (before anything compiles)
@@ -97,6 +100,15 @@ def validate_config(
         raise ConfigError(
             f"unknown model.pooling {config.model.pooling!r}; expected one of {list(POOLING_KINDS)}"
         )
+    p = config.performance
+    if p.bn_sync not in BATCH_NORM_SYNC:
+        raise ConfigError(
+            f"unknown performance.bn_sync {p.bn_sync!r}; expected one of {list(BATCH_NORM_SYNC)}"
+        )
+    if p.conv_channel_multiple < 0:
+        raise ConfigError(
+            f"performance.conv_channel_multiple={p.conv_channel_multiple} must be >= 0"
+        )
     if config.model.dtype not in DTYPES:
         raise ConfigError(f"unknown model.dtype {config.model.dtype!r}; expected {list(DTYPES)}")
     methods = EVAL_METHODS[config.mode]
@@ -110,11 +122,7 @@ def validate_config(
             f"eval.batch_size={config.eval.batch_size} is not divisible by the "
             f"{num_devices} devices"
         )
-    frontend = config.input.get("audio_frontend", "stica")
-    if frontend not in AUDIO_FRONTENDS:
-        raise ConfigError(
-            f"unknown input.audio_frontend {frontend!r}; expected one of {list(AUDIO_FRONTENDS)}"
-        )
+    check_audio_frontend(config.input.get("audio_frontend", "stica"), ConfigError)
     if config.mode == "pretrain" and config.loss.crop_pairs not in CROP_PAIRINGS:
         raise ConfigError(
             f"unknown loss.crop_pairs {config.loss.crop_pairs!r}; expected one of "
@@ -235,15 +243,8 @@ def host_batches(
 ) -> loop.ShardBatches:
     """Train batches of this host for `config.mode`; `config.input_shards` (0 = one per host)
     data shards."""
-    from data_pipeline import pipeline
-
-    make = (
-        pipeline.make_supervised_dataset
-        if config.mode == "supervised"
-        else pipeline.make_pretrain_dataset
-    )
     return loop.shard_batches(
-        make,
+        functools.partial(pipeline.make_dataset, purpose=config.mode),
         config.input,
         split=config.train_split,
         dataset=train_data,
@@ -318,15 +319,8 @@ def _train_and_evaluate(
     # -- Checkpoint / resume ---------------------------------------------------------------
     # The newest checkpoint that restores; unreadable newer ones are set aside, and none
     # readable beside existing ones stops the run (`checkpointing.restore_newest`).
-    manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
-    saver = checkpointing.Saver(manager)
-    start_step = 0
-    restored = checkpointing.restore_newest(manager, state)
-    if restored is not None:
-        state, start_step = restored
-        logging.info("resumed from step %d of %s", start_step, workdir)
-        if is_chief:
-            print(f"resuming from the checkpoint of step {start_step}", flush=True)
+    saver = checkpointing.Saver(checkpointing.make_manager(workdir, keep=config.keep_checkpoints))
+    state, start_step = loop.restore_or_start(saver, state)
     checkpointing.save_config(workdir, config)  # once restored: a failed restore keeps the old
     if is_chief:
         _drop_metrics_after(workdir, start_step)  # each step once in metrics.jsonl
@@ -335,9 +329,13 @@ def _train_and_evaluate(
 
     # -- Train step -------------------------------------------------------------------------------
     train_step = step_lib.make_train_step(
-        graphdef, optimizer, step_lib.loss_config_for(config), mesh
+        graphdef,
+        optimizer,
+        step_lib.loss_config_for(config),
+        mesh,
+        per_device_batch_norm=config.performance.bn_sync == "device",
+        sum_grads_once=config.performance.sum_grads_once,
     )
-    rng = jax.random.key(config.seed)
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
     if start_step == 0:
         writer.write_hparams(
@@ -345,69 +343,29 @@ def _train_and_evaluate(
         )
 
     # -- Loop ---------------------------------------------------------------------------------------
-    pending: list[dict[str, jax.Array]] = []
-    last_log_time, last_log_step, t0 = time.time(), start_step, time.time()
-    summary: dict[str, Any] = {}
-    for step in range(start_step, total_steps):
-        batch = step_lib.global_batch(next(batches), mesh)
-        state, metrics = train_step(state, batch, rng)
-        pending.append(metrics)
-        done = step + 1
-        saver.check()  # a save that failed in the background stops the run now
-        save = (
-            done % config.checkpoint_every_steps == 0
-            or done == total_steps
-            or manager.reached_preemption(done)
-        )
-        # Every save is preceded by the check that each step since the last one was finite.
-        if save or done % config.log_every_steps == 0:
-            batches.stop_if_any_host_failed()  # and that every host had its input
-            history = jax.device_get(pending)
-            pending = []
-            loop.check_finite(history, done, saver)
-            now = time.time()
-            steps_per_sec = (done - last_log_step) / max(now - last_log_time, 1e-9)
-            scalars = {
-                k: float(np.mean([m[k] for m in history])) for k in history[0] if k != "finite"
-            }
-            scalars.update(
-                learning_rate=float(schedule(step)),
-                steps_per_sec=steps_per_sec,
-                clips_per_sec=steps_per_sec * config.global_batch_size,
-                skipped_records=float(batches.skipped_records),
-            )
-            writer.write_scalars(done, scalars)
-            summary = scalars
-            loop.append_metrics(workdir, done, scalars)
-            if is_chief:
-                terms = " ".join(
-                    f"{k[5:]} {scalars[k]:.3f}"
-                    for k in sorted(scalars)
-                    if k.startswith("loss_") and k.count("_") == 1
-                )
-                top1 = f"top1 {100 * scalars['top1']:.1f}% " if "top1" in scalars else ""
-                print(
-                    f"step {done}/{total_steps} ({100 * done / total_steps:.0f}%) "
-                    f"loss {scalars['loss']:.3f} [{terms}] {top1}"
-                    f"lr {scalars['learning_rate']:.4f} "
-                    + loop.speed_and_eta(
-                        done, total_steps, steps_per_sec, scalars["clips_per_sec"]
-                    ),
-                    flush=True,
-                )
-            last_log_time, last_log_step = time.time(), done
-        if save:
-            saver.save(done, state)
-        if (
-            eval_data is not None
-            and config.eval.every_steps
-            and done % config.eval.every_steps == 0
-            and done != total_steps
-        ):
-            batches.stop_if_any_host_failed()
+    def online_eval(done: int, state: step_lib.TrainState) -> None:
+        if config.eval.every_steps and done % config.eval.every_steps == 0 and done != total_steps:
             _online_eval(config, eval_data, graphdef, state, None, mesh, writer, workdir, done)
-    saver.wait()
 
+    t0 = time.time()
+    state, summary = loop.train(
+        train_step,
+        state,
+        batches,
+        jax.random.key(config.seed),
+        mesh=mesh,
+        saver=saver,
+        writer=writer,
+        workdir=workdir,
+        start_step=start_step,
+        total_steps=total_steps,
+        global_batch_size=config.global_batch_size,
+        log_every_steps=config.log_every_steps,
+        save_at=lambda done: done % config.checkpoint_every_steps == 0,
+        learning_rates={"learning_rate": schedule},
+        after_step=online_eval if eval_data is not None else None,
+        profile_steps=config.profile_steps,
+    )
     if eval_data is not None:
         summary["probe"] = _online_eval(
             config, eval_data, graphdef, state, initial, mesh, writer, workdir, total_steps
@@ -437,8 +395,6 @@ def _online_eval(config, eval_data, graphdef, state, initial, mesh, writer, work
     Scalars go to the writer and, on process 0, to `metrics.jsonl` as
     `{"step": …, "eval/<method>_<modality>_top1": …}`.
     """
-    from stica_jax.evaluate import classification, probe
-
     states = {"trained": (state.params, state.batch_stats)}
     if initial is not None:
         states["random init"] = initial

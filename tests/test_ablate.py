@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import demo, sota
-from stica_jax import ablate, train
+from stica_jax import ablation, train
 from tests import tiny_runs
 from tests.command_line import newcomer_dirs, run_fresh
 
@@ -15,7 +15,7 @@ TINY = tiny_runs.CONFIG
 
 
 def test_default_variants_are_the_five_ablations_opposite_to_the_baseline():
-    assert ablate.default_variants(demo.get_config()) == [
+    assert ablation.default_variants(demo.get_config()) == [
         "avg_pooling",
         "no_crops",
         "all_pairs",
@@ -25,7 +25,7 @@ def test_default_variants_are_the_five_ablations_opposite_to_the_baseline():
     spec_reading = sota.get_config()
     spec_reading.loss.crop_pairs, spec_reading.loss.detach_keys = "all", False
     spec_reading.model.pooling = "avg"
-    assert ablate.default_variants(spec_reading) == [
+    assert ablation.default_variants(spec_reading) == [
         "transformer_pooling",
         "no_crops",
         "official_pairs",
@@ -37,18 +37,18 @@ def test_default_variants_are_the_five_ablations_opposite_to_the_baseline():
 def test_long_clips_double_the_clip_and_its_map_and_still_run():
     """The demo's 60-frame equivalent: twice the frames and audio, T' 2 → 4, time crops × 2."""
     base = demo.get_config()
-    configs = ablate.plan(base, ["long_clips"], seeds=1)
+    configs = ablation.plan(base, ["long_clips"], seeds=1)
     long = configs["long_clips"]
     assert train.video_map_shape(base)[0] * 2 == train.video_map_shape(long)[0] == 4
     assert (long.input.num_frames, long.input.audio_seconds) == (32, 2.0)
     assert long.crops.time_large == 2 * base.crops.time_large
-    assert ablate.changes(base, long) == (
+    assert ablation.changes(base, long) == (
         "crops.time_large=2 input.audio_seconds=2.0 input.num_frames=32"
     )
 
 
 def test_the_table_is_mean_and_sample_std_over_seeds_beside_the_baseline():
-    configs = ablate.variant_configs(demo.get_config(), ["no_crops"])
+    configs = ablation.variant_configs(demo.get_config(), ["no_crops"])
 
     def run(video, audio, init=None):
         probe = {"trained": {"video": video, "audio": audio}}
@@ -60,7 +60,7 @@ def test_the_table_is_mean_and_sample_std_over_seeds_beside_the_baseline():
         "baseline": [run(80.0, 70.0, (50.0, 40.0)), run(84.0, 74.0, (52.0, 40.0))],
         "no_crops": [run(60.0, 71.0), run(70.0, 75.0)],
     }
-    lines = ablate.format_table(configs, results, "header").splitlines()
+    lines = ablation.format_table(configs, results, "header").splitlines()
     # baseline: video mean 82, sample std sqrt(8) = 2.83; no_crops: 65 ± 7.07, Δ -17.0 / +1.0.
     assert lines[2].split() == ["baseline", "82.0", "±", "2.8", "72.0", "±", "2.8"] + [
         "(the",
@@ -93,8 +93,8 @@ def test_a_plan_that_cannot_run_is_refused_before_any_training(names, seeds, mes
     config = demo.get_config()
     config.loss.crop_pairs = "all"  # the spec's reading; "official_pairs" is then a variant
     config.crops.n_space_large = config.crops.n_time_large = 1
-    with pytest.raises(ablate.UsageError, match=message):
-        ablate.plan(config, names, seeds)
+    with pytest.raises(ablation.AblationError, match=message):
+        ablation.plan(config, names, seeds)
 
 
 def _run_cli(args, tmp_path, env=None):

@@ -1,11 +1,11 @@
 """The profiling tools of benchmarks/: the kernel categoriser on real kernel names of XLA:GPU,
 cuDNN, cuBLAS, NCCL, PyTorch and Triton; the trace readers on traces shaped like
 torch.profiler's and jax.profiler's; the HLO counter on programs whose collectives, convolutions
-and bytes are known; the comparison tables; and that train_step.py's shape-only lowering is the
-program the timing process compiles (so the persistent cache hits)."""
+and bytes are known; the comparison tables; and that the shape-only lowering of
+`benchmarks.measured_step` is the program the timing process compiles (so the persistent cache
+hits)."""
 
 import gzip
-import importlib.util
 import json
 import os
 
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from benchmarks import compare, hlo_stats, profile_summary
+from benchmarks import compare, hlo_stats, measured_step, profile_summary
+from benchmarks.train_step import synthetic_batch
 from stica_jax import step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -262,21 +263,16 @@ def test_compare_tables(tmp_path):
 def test_shape_only_lowering_is_the_timed_program():
     """`--compile_only` fills the cache with the program the timing process then compiles:
     the lowering from shapes equals the lowering from the placed arrays."""
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_train_step", os.path.join(REPO, "benchmarks", "train_step.py")
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    config = bench.load_config(tiny=True)
+    config = measured_step.load_config(tiny=True)
     mesh = step.make_mesh(jax.devices()[:2])
-    options = bench.ModelOptions(bn_one_pass=True)
-    from_shapes = bench.lower_step(config, mesh, 2, options).as_text()
+    options = measured_step.ModelOptions(bn_one_pass=True)
+    from_shapes = measured_step.lower_step(config, mesh, 2, options).as_text()
 
-    optimizer = bench.make_optimizer()
-    graphdef, state = step.init_train_state(bench.new_model(config, 0, options), optimizer)
+    optimizer = measured_step.make_optimizer()
+    graphdef, state = step.init_train_state(measured_step.new_model(config, 0, options), optimizer)
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(state, replicated)
-    batch = jax.device_put(bench.synthetic_batch(config, 4), step.batch_sharding(mesh))
+    batch = jax.device_put(synthetic_batch(config, 4), step.batch_sharding(mesh))
     keys = jax.device_put(jax.random.split(jax.random.key(0), 3), replicated)
     train_step = step.make_train_step(
         graphdef, optimizer, step.LossConfig.from_config(config.loss), mesh
@@ -291,5 +287,11 @@ def test_gpu_script_parses_and_names_its_outputs():
     out = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     text = open(script).read()
-    for needed in ("torch_baseline.py", "--compile_only", "compare.py", "--profile_dir"):
+    for needed in (
+        "-m benchmarks.torch_baseline",
+        "-m benchmarks.train_step",
+        "--compile_only",
+        "-m benchmarks.compare",
+        "--profile_dir",
+    ):
         assert needed in text

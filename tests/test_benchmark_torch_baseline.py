@@ -1,10 +1,9 @@
-"""benchmarks/torch_baseline.py on CPU: its forward FLOPs equal ours (counted independently:
+"""`python -m benchmarks.torch_baseline` on CPU: its forward FLOPs equal ours (counted independently:
 torch's FlopCounterMode on its own model vs our jaxpr count of ours), its feature crops are
 windows at uniform random positions, its NCE is the InfoNCE of a NumPy reference, the SOTA loss
 has the official pairing's 12 crop terms, it imports no JAX, and one tiny step runs and is
 finite. No timing is asserted."""
 
-import importlib.util
 import json
 import math
 import os
@@ -21,16 +20,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "benchmarks", "torch_baseline.py")
 NUMBER = r"([-+0-9.e]+|nan|inf)"
 
 
 @pytest.fixture(scope="module")
 def tb():
-    spec = importlib.util.spec_from_file_location("benchmark_torch_baseline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import torch_baseline
+
+    return torch_baseline
 
 
 def _official_crop_nce_count(crops) -> int:
@@ -69,15 +66,12 @@ def test_sota_forward_flops_match_the_jax_step_count(tb):
     the difference is at most the similarity products, < 1e-7 of the total)."""
     import jax
 
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_train_step", os.path.join(REPO, "benchmarks", "train_step.py")
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from benchmarks import train_step
+    from benchmarks.measured_step import load_config
     from stica_jax import step
 
-    config = bench.load_config(tiny=False)
-    ours = 2 * bench.step_macs(config, 2, step.make_mesh(jax.devices()[:1]))["forward"]
+    config = load_config(tiny=False)
+    ours = 2 * train_step.step_macs(config, 2, step.make_mesh(jax.devices()[:1]))["forward"]
     theirs = tb.count_flops(tb.load_config(tiny=False), 2)["forward"]
     assert abs(theirs - ours) / ours < 1e-7
 
@@ -132,10 +126,9 @@ def test_nce_is_infonce_with_detached_keys(tb):
 
 
 def test_imports_no_jax():
-    code = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("b", {SCRIPT!r})
-b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)
+    code = """
+import sys
+from benchmarks import torch_baseline as b
 b.load_config(tiny=False)
 print("JAX", sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "tensorflow")))
 """
@@ -155,7 +148,8 @@ def test_tiny_cpu_step_runs_and_is_finite(tmp_path):
     out = subprocess.run(
         [
             sys.executable,
-            SCRIPT,
+            "-m",
+            "benchmarks.torch_baseline",
             "--tiny",
             "--device=cpu",
             "--dtype=float32",

@@ -1,9 +1,8 @@
-"""benchmarks/train_step.py on CPU: its import chain is TensorFlow-free, the tiny config runs
+"""`benchmarks.train_step` on CPU: its import chain is TensorFlow-free, the tiny config runs
 and prints finite numbers in the expected lines, an out-of-memory batch size is reported and
 the larger ones skipped, and the FLOP counts of the SOTA step are consistent (shapes only).
 No timing is asserted."""
 
-import importlib.util
 import json
 import math
 import os
@@ -14,29 +13,24 @@ import sys
 import jax
 import pytest
 
+from benchmarks.measured_step import load_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "benchmarks", "train_step.py")
 NUMBER = r"([-+0-9.e]+|nan|inf)"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("benchmark_train_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load()
+    from benchmarks import train_step
+
+    return train_step
 
 
 def test_import_chain_has_no_tensorflow():
-    code = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("b", {SCRIPT!r})
-b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)
-b.load_config(tiny=False); b.load_config(tiny=True)
+    code = """
+import sys
+from benchmarks import measured_step, train_step
+measured_step.load_config(tiny=False); measured_step.load_config(tiny=True)
 import stica_jax.step, stica_jax.models.summary, configs.sota, tests.tiny
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tensorflow_datasets", "clu"))
 print("BAD", bad)
@@ -120,7 +114,7 @@ def test_sota_flop_counts_from_shapes(bench):
     from stica_jax import step
     from stica_jax.models.summary import summarize
 
-    config = bench.load_config(tiny=False)
+    config = load_config(tiny=False)
     assert config.model.dtype == "bfloat16" and config.input.num_frames == 60
     macs = bench.step_macs(config, 2, step.make_mesh(jax.devices()[:1]))
     per_clip = summarize(config)["macs_train_forward"]

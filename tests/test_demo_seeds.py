@@ -1,9 +1,7 @@
-"""benchmarks/demo_seeds.py: it reads the table `stica_jax.main` prints, and its summary rows are
+"""`benchmarks.demo_seeds`: it reads the table `stica_jax.main` prints, and its summary rows are
 the gains' mean, min and max (checked against NumPy on made-up rows)."""
 
-import importlib.util
 import json
-import os
 
 import ml_collections
 import numpy as np
@@ -11,17 +9,12 @@ import pytest
 
 from stica_jax import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_demo_seeds", os.path.join(REPO, "benchmarks", "demo_seeds.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import demo_seeds
+
+    return demo_seeds
 
 
 def test_parses_the_table_the_trainer_prints(bench):

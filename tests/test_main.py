@@ -84,7 +84,7 @@ def test_an_unprepared_dataset_is_one_line_on_stderr_and_exit_status_2(fresh, tm
     data_dir = os.path.join(home, "tensorflow_datasets")
     assert stderr_lines(result) == [
         f"stica_jax.main: error: dataset 'stica_kinetics400' is not prepared under {data_dir}; "
-        "prepare it with: python -m data_pipeline.prepare kinetics400 "
+        "prepare it with: python -m stica_jax.prepare kinetics400 "
         f"--manual_dir=DIR_WITH_THE_DOWNLOADED_FILES --data_dir={data_dir}"
     ]
     assert os.listdir(cwd) == []

@@ -161,10 +161,10 @@ def _spoil_the_records_of_process_1(data_dir):
     (`data_pipeline.record_stream.host_records`): the tiny train split's 48 records in one file
     are chunks 0, 1, 2 of 16, and process 1 reads chunk 1 alone; process 0 reads 0 and 2.
     """
-    from data_pipeline import pipeline
+    from data_pipeline.input_config import InputConfig
     from data_pipeline.tensorflow_cpu import tf
 
-    chunk_size = pipeline.InputConfig.from_any(tiny_demo_config.get_config().input).chunk_size
+    chunk_size = InputConfig.from_any(tiny_demo_config.get_config().input).chunk_size
     (shard,) = glob.glob(os.path.join(data_dir, "av_digits", "*", "*", "*-train.tfrecord*"))
     records = list(tf.data.TFRecordDataset(shard).as_numpy_iterator())
     assert len(records) == 3 * chunk_size, len(records)

@@ -149,7 +149,7 @@ def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir,
     _truncate(str(workdir / "checkpoints" / "12"))
     out = tmp_path / "export"
     result = run_fresh(
-        ["-m", "stica_jax.export.torch", f"--workdir={workdir}", f"--out={out}"],
+        ["-m", "stica_jax.export", f"--workdir={workdir}", f"--out={out}"],
         home=str(tmp_path),
         cwd=str(tmp_path),
         env={"JAX_PLATFORMS": "cpu"},

@@ -94,6 +94,14 @@ def test_every_config_loads_validates_and_traces():
             lambda c: setattr(c.input, "audio_frontend", "librosa"),
             r"unknown input.audio_frontend 'librosa'; expected one of \['stica', 'official'\]",
         ),
+        (
+            lambda c: setattr(c.performance, "bn_sync", "group"),
+            r"unknown performance.bn_sync 'group'; expected one of \['global', 'device'\]",
+        ),
+        (
+            lambda c: setattr(c.performance, "conv_channel_multiple", -8),
+            "performance.conv_channel_multiple=-8 must be >= 0",
+        ),
         (lambda c: setattr(c, "global_batch_size", 0), "global_batch_size=0 must be positive"),
         (
             lambda c: setattr(c, "checkpoint_every_steps", 0),
@@ -123,7 +131,7 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
         data.DatasetNotPreparedError,
         match=(
             rf"^dataset 'stica_kinetics400' is not prepared under {tmp_path}; prepare it with: "
-            rf"python -m data_pipeline.prepare kinetics400 --manual_dir=\S+ --data_dir={tmp_path}$"
+            rf"python -m stica_jax.prepare kinetics400 --manual_dir=\S+ --data_dir={tmp_path}$"
         ),
     ):
         data.open_run_dataset(config, config.input.dataset)

@@ -10,6 +10,10 @@ warmup and ×0.05 steps, orthogonal head, 10 × 3 test views) shrunk to the demo
 a mirrored digit is another digit) in 8 frames instead of 16, fewer and shorter epochs. `--config.init.
 random=True` fine-tunes the same architecture from random init in the same steps: the baseline
 the pretrained model must beat (docs/evaluation.md has the measured margin).
+
+Needs: a CPU (float32). Measured on 2 shared CPU cores (benchmarks/RESULTS.md): one run took
+about 100 s of CPU time, the three demo evaluation runs (this one, its random-init baseline and
+`demo_linear.py`) 261 s of CPU time. Memory not measured.
 """
 
 import ml_collections

@@ -3,6 +3,9 @@ the linear head trained, the backbone frozen in inference mode (spec §10).
 
     python -m stica_jax.evaluate --config=configs/eval/demo_linear.py \\
         --config.init.workdir=/tmp/stica_demo --workdir=/tmp/stica_demo_linear
+
+Needs: a CPU (float32). Measured on 2 shared CPU cores: about 60 s of CPU time
+(benchmarks/RESULTS.md, "The demo evaluation"). Memory not measured.
 """
 
 import ml_collections

@@ -10,6 +10,10 @@ Sources: "run_finetune.sh" and "eval_video.py" are the official fine-tuning scri
 (their argparse defaults), "AVideoDataset" / "clip_augmentation" the official data code
 (`datasets/AVideoDataset.py`, `datasets/video_transforms.py`), "scheduler.py" `src/scheduler.py`,
 "spec §N" is STICA_SPEC.md. "decision" marks a number the official code does not fix.
+
+Needs: a GPU host (float32; 32 frames at 128², global batch 32, test batches of 8 videos × 30
+views) and a prepared HMDB-51. Step time and memory not measured: the check against the public
+GDT checkpoints (docs/evaluation.md) has not been run yet.
 """
 
 import ml_collections
@@ -89,5 +93,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 8  # decision: videos per global test batch (30 views each)
     config.log_every_steps = 50
     config.keep_checkpoints = 1  # one per epoch is written; the last is enough to resume
+    config.profile_steps = 0  # > 0: a jax.profiler trace of that many steps (configs/sota.py)
     config.input_shards = 0  # data shards; 0 = one per host
     return config

@@ -6,6 +6,8 @@ optimizer and schedule with only the linear head trained.
 script with `--feature-extract True` (only the classifier's parameters are optimised, at the
 head LR) but leaves BatchNorm in train mode; here the backbone is frozen and in inference mode
 (spec §10).
+
+Needs: what `finetune_hmdb51.py` needs, or less (no backbone gradients; not measured).
 """
 
 import ml_collections

@@ -3,6 +3,8 @@
 
 `python -m stica_jax.evaluate --config=configs/eval/linear_ucf101.py
 --config.init.workdir=PRETRAIN_DIR --workdir=EVAL_DIR`.
+
+Needs: what `linear_hmdb51.py` needs, with a prepared UCF-101 (not measured).
 """
 
 import ml_collections

@@ -7,7 +7,7 @@ from data_pipeline.builders.hmdb51 import SticaHmdb51
 from data_pipeline.builders.kinetics400 import SticaKinetics400
 from data_pipeline.builders.ucf101 import SticaUcf101
 
-# The names `python -m data_pipeline.prepare NAME` accepts.
+# The names `python -m stica_jax.prepare NAME` accepts.
 BUILDERS = {
     "av_digits": AvDigits,
     "kinetics400": SticaKinetics400,

@@ -2,7 +2,7 @@
 
 The protocol, as the seed describes it:
 1. Each clip is cut into equally spaced sub-clips: ESC-50 10 × 2 s, DCASE2014 60 × 1 s
-   (`data_pipeline.pipeline.make_audio_eval_dataset`, the front end of `config.input`).
+   (`data_pipeline.pipeline.make_dataset`'s "audio_eval", the front end of `config.input`).
 2. Features: the last conv map of the audio backbone (`STiCA.audio_map`, inference mode),
    max-pooled with kernel (1, 3) and stride (1, 2) without padding, flattened. In the official
    [C, F, T] layout the kernel is 1 over frequency and 3 over time; here the map is
@@ -42,26 +42,17 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from data_pipeline.audio_frontends import check_audio_frontend, num_spectrogram_frames
 from stica_jax import loop, step as step_lib
 from stica_jax.errors import ConfigError
 from stica_jax.evaluate import results as results_lib
+from stica_jax.evaluate.folds import fold_seed, parse_folds
+from stica_jax.evaluate.metrics import topk_accuracy
 from stica_jax.evaluate.probe import extract
 
 # Datasets with official folds: TFDS name → number of folds (splits `fold1`..`foldN`).
 FOLD_SPLIT_DATASETS = {"stica_esc50": 5}
 POOL_WINDOW, POOL_STRIDE = 3, 2  # over time (seed §7.1: kernel (1, 3), stride (1, 2))
-
-
-def parse_folds(folds: str | int | tuple | list) -> list[int]:
-    """ "1,2,3" (or 3, or (1, 2)) → [1, 2, 3]."""
-    if isinstance(folds, int):
-        return [folds]
-    if isinstance(folds, tuple | list):
-        return [int(f) for f in folds]
-    try:
-        return [int(f) for f in str(folds).split(",") if f.strip()]
-    except ValueError:
-        raise ConfigError(f"folds={folds!r} must be comma-separated integers, e.g. '1,2,3'")
 
 
 def protocol_splits(dataset: str, fold: int) -> tuple[list[str], str]:
@@ -235,16 +226,6 @@ def clip_scores(params: Mapping[str, Any], features: np.ndarray) -> np.ndarray:
     return logits.reshape(n, n_sub, -1).mean(axis=1)
 
 
-def fold_seed(seed: int, fold: int) -> int:
-    """The classifier's seed for `fold` of a run seeded `seed` (independent streams per fold)."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
-
-
-def top1(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy (%) of the argmax of `scores` `[N, K]`."""
-    return 100.0 * float(np.mean(np.argmax(scores, axis=-1) == labels))
-
-
 # ---------------------------------------------------------------------------------------------
 # The protocol
 # ---------------------------------------------------------------------------------------------
@@ -287,13 +268,21 @@ def validate_audio_config(config: Any, model: Any, *, num_devices: int, num_proc
     for name in ("subclips", "epochs", "batch_size"):
         if a[name] < 1:
             raise ConfigError(f"audio.{name}={a[name]} must be >= 1")
+    # The model's own front end (an official checkpoint's audio tower reads only the official
+    # log-mel features, spec §7; features from another front end would score it wrongly).
+    frontend = check_audio_frontend(config.input.get("audio_frontend", "stica"), ConfigError)
     samples = round(a.seconds * config.input.sample_rate)
     if samples < config.input.window_length:
         raise ConfigError(
             f"audio.seconds={a.seconds} is shorter than one {config.input.window_length}-sample "
             "window"
         )
-    frames = 1 + (samples - config.input.window_length) // config.input.hop_length
+    frames = num_spectrogram_frames(
+        samples,
+        window_length=config.input.window_length,
+        hop_length=config.input.hop_length,
+        frontend=frontend,
+    )
     spec = jax.ShapeDtypeStruct((1, config.input.num_mel_bins, frames, 1), jnp.float32)
     amap = nnx.eval_shape(lambda m, s: m.audio_map(s), model, spec)
     if amap.shape[2] < POOL_WINDOW:
@@ -347,13 +336,6 @@ def run_audio_protocol(
 
     mesh = mesh or step_lib.make_mesh()
     validate_audio_config(config, model, num_devices=mesh.size, num_processes=jax.process_count())
-    # The model's own front end (an official checkpoint's audio tower reads only the official
-    # log-mel features, spec §7; features from another front end would score it wrongly).
-    frontend = config.input.get("audio_frontend", "stica")
-    if frontend not in pipeline.AUDIO_FRONTENDS:
-        raise ConfigError(
-            f"input.audio_frontend={frontend!r}; expected one of {list(pipeline.AUDIO_FRONTENDS)}"
-        )
     dataset = open_dataset(config.dataset, data_dir)  # once; DatasetNotPreparedError says how
     folds = parse_folds(config.folds)
     is_chief = jax.process_index() == 0
@@ -370,8 +352,9 @@ def run_audio_protocol(
     def split_features(split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in cache:
             t0 = time.time()
-            batches = pipeline.make_audio_eval_dataset(
+            batches = pipeline.make_dataset(
                 input_config,
+                "audio_eval",
                 split=split,
                 dataset=dataset,
                 batch_size_per_host=a.extract_batch_size // jax.process_count(),
@@ -414,7 +397,7 @@ def run_audio_protocol(
             weight_decay=a.weight_decay,
             seed=fold_seed(config.seed, fold),
         )
-        metrics = {"top1": top1(clip_scores(classifier, test_x), test_y)}
+        metrics = {"top1": topk_accuracy(clip_scores(classifier, test_x), test_y, 1)}
         per_fold[fold] = metrics
         computed += 1
         if is_chief:

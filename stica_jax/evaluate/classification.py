@@ -1,7 +1,7 @@
 """Top-1 of a supervised `VideoClassifier` on a labelled split (spec §10's test protocol).
 
 Each video is seen as `config.eval.clips` evenly spaced clips × `config.eval.crops` spatial
-crops (the pipeline's `make_eval_dataset`); their logits are averaged and the argmax is the
+crops (the pipeline's "video_eval" batches); their logits are averaged and the argmax is the
 prediction. The model runs in inference mode (BatchNorm running statistics, no dropout, no
 feature crops), data-parallel over the mesh; examples are gathered from all hosts.
 """
@@ -11,10 +11,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from data_pipeline.datasets import PreparedDataset
+from stica_jax.evaluate.metrics import topk_accuracy
 from stica_jax.evaluate.probe import eval_input_config, extract
 
 
@@ -50,12 +50,13 @@ def top1_accuracies(
     logits_fn = make_logits_fn(graphdef)
     results = {}
     for name, (params, batch_stats) in states.items():
-        batches = pipeline.make_eval_dataset(
+        batches = pipeline.make_dataset(
             eval_input_config(config),
+            "video_eval",
             split=ev.test_split,
             dataset=dataset,
             batch_size_per_host=ev.batch_size // jax.process_count(),
         )
         logits, labels = extract(logits_fn, params, batch_stats, batches, "video", mesh)
-        results[name] = {"video": 100.0 * float(np.mean(np.argmax(logits, -1) == labels))}
+        results[name] = {"video": topk_accuracy(logits, labels, 1)}
     return results

@@ -1,8 +1,8 @@
 """Audio-visual heatmaps (seed §7.4, spec §10): where in the picture the model hears the sound.
 
-`python -m stica_jax.evaluate.heatmap --config.init.workdir=DIR --video=A.mp4 --video=B.mp4
---out=DIR` writes one PNG per video, the clip's middle frame with the heatmap overlaid, and an
-`index.html` that shows them side by side.
+`write_heatmaps` (the command `python -m stica_jax.heatmap --config.init.workdir=DIR
+--video=A.mp4 --video=B.mp4 --out=DIR`) writes one PNG per video, the clip's middle frame with
+the heatmap overlaid, and an `index.html` that shows them side by side.
 
 What the heat is. The seed removes the spatial pooling and takes "the dot-product of the audio
 feature vector with the video feature-map" (as in Arandjelović & Zisserman, "Objects that
@@ -17,7 +17,7 @@ path on 6 × 6 and 4 × 4 crops; a 1 × 1 crop is the smallest of the same famil
 
 Input. The file goes through the project's decode path (`data_pipeline.media_decode`: 30-fps
 JPEG frames at a fixed short side, mono int16 audio), then the evaluation's sampling and
-normalisation (`data_pipeline.pipeline`): one clip of the model's `num_frames × frame_stride`,
+normalisation (`data_pipeline.stages`): one clip of the model's `num_frames × frame_stride`,
 centred in the video, its audio window from the clip's start with the model's front end
 (`config.input` of the pretraining workdir). Unlike the evaluation's 112² crops, the whole
 frame is used, resized to the evaluation's short side (`input.eval_short_side`, or
@@ -48,7 +48,8 @@ class HeatmapError(UserError, ValueError):
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The command's config; every field can be set as `--config.<field>=…`."""
+    """The settings of `python -m stica_jax.heatmap`; every field can be set as
+    `--config.<field>=…`."""
     config = ml_collections.ConfigDict()
     # The pretrained model: a stica_jax pretraining workdir, at its latest (-1) or a given step.
     config.init = ml_collections.ConfigDict(dict(workdir="", step=-1))
@@ -112,23 +113,24 @@ def clip_inputs(
       input_config: the model's input settings (an `InputConfig` or a config holding its fields).
       short_side: the network's input short side; 0 = `input_config.eval_short_side`.
     """
-    from data_pipeline import pipeline
+    from data_pipeline import stages
     from data_pipeline.augment import normalize
+    from data_pipeline.input_config import InputConfig
     from data_pipeline.tensorflow_cpu import tf
 
-    config = pipeline.InputConfig.from_any(input_config)
+    config = InputConfig.from_any(input_config)
     short_side = short_side or config.eval_short_side
     jpegs = tf.constant(list(jpeg_frames))
     n = len(jpeg_frames)
-    span = pipeline.clip_span(config)
+    span = stages.clip_span(config)
     start = max((n - span) // 2, 0)
-    frames = pipeline.decode_frames(jpegs, pipeline.clip_frame_indices(start, n, config))
+    frames = stages.decode_frames(jpegs, stages.clip_frame_indices(start, n, config))
     height, width = frames.shape[1:3]
     scale = short_side / min(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     video = tf.image.resize(frames, size, method="bilinear")  # as the evaluation's resize
     video = normalize(video / 255.0, mean=config.mean, std=config.std)
-    waveform = pipeline.audio_window(
+    waveform = stages.audio_window(
         tf.constant(audio, tf.int16),
         tf.constant(start / config.fps, tf.float32),
         config.audio_samples,
@@ -138,7 +140,7 @@ def clip_inputs(
     frame = tf.io.decode_jpeg(jpegs[middle], channels=3)
     return ClipInputs(
         video=video.numpy()[None],
-        audio=pipeline.spectrogram(waveform, config).numpy()[None],
+        audio=stages.spectrogram(waveform, config).numpy()[None],
         frame=frame.numpy(),
         start=start,
         middle=middle,
@@ -327,61 +329,7 @@ def load_model(config: ml_collections.ConfigDict) -> tuple[nnx.Module, dict[str,
     return model, pretrain_config.input.to_dict()
 
 
-def main(argv: Sequence[str]) -> None:
-    """The command (see the module docstring); a user error is one line on stderr with exit
-    status 2 (`stica_jax.cli`)."""
-    from absl import app
+if __name__ == "__main__":  # the former spelling of `python -m stica_jax.heatmap`
+    from stica_jax import cli, heatmap as command
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {list(argv[1:])}")
-    videos = [v for item in _FLAGS["video"].value for v in item.split(",") if v]
-    if not videos:
-        raise HeatmapError("give at least one --video=FILE.mp4")
-    out = _FLAGS["out"].value
-    if not out:
-        raise HeatmapError("give the output directory: --out=DIR")
-    config = _FLAGS["config"].value
-    missing = [v for v in videos if not os.path.isfile(v)]
-    if missing:
-        raise HeatmapError(f"video not found: {missing[0]}")
-    from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
-
-    model, input_config = load_model(config)
-    entries = write_heatmaps(
-        model,
-        input_config,
-        videos,
-        out,
-        short_side=config.short_side,
-        decode_short_side=config.decode_short_side,
-        alpha=config.alpha,
-        png_height=config.png_height,
-    )
-    for entry in entries:
-        print(f"{os.path.join(out, entry['png'])}: {entry['video']}")
-    print(os.path.join(out, "index.html"))
-
-
-_FLAGS: dict[str, Any] = {}
-
-
-def define_flags() -> None:
-    """The command's flags, on absl's global FLAGS (only when run as a command: importing this
-    module defines nothing)."""
-    from absl import flags
-    from ml_collections import config_flags
-
-    _FLAGS["config"] = config_flags.DEFINE_config_dict(
-        "config", default_config(), "Heatmap settings."
-    )
-    _FLAGS["video"] = flags.DEFINE_multi_string(
-        "video", [], "A video with sound (repeat, or a comma list)."
-    )
-    _FLAGS["out"] = flags.DEFINE_string("out", None, "Output directory.")
-
-
-if __name__ == "__main__":
-    from stica_jax import cli
-
-    define_flags()
-    cli.run(main)
+    cli.run(command.main)

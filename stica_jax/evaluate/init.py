@@ -10,10 +10,12 @@ Every protocol (fine-tuning, linear probe, audio classification) and the heatmap
     config.init.random = True            # the random-init baseline (config.model, config.seed)
     config.init.fresh_pooling = False    # with a file: accept a fresh transformer pooling
 
-Exactly one of `workdir`, `torch` and `random` must be given.
+Exactly one of `workdir`, `torch` and `random` must be given. (The module is longer than the
+project's ~450 lines because it keeps every accepted source, its checks and its one-line errors
+in one place: a reader tracing where a model came from reads one file.)
 
 What `init.torch` may hold, told apart by its keys:
-- **an export of ours** (`python -m stica_jax.export.torch`): its directory, with
+- **an export of ours** (`python -m stica_jax.export`): its directory, with
   `manifest.json`. The architecture comes from the manifest's config, like a workdir's.
 - **an official GDT / STiCA checkpoint** (facebookresearch/GDT, e.g. `gdt_K400.pth`): the
   state dict of the whole pretraining model, as `main_stica.py` saves it (`{"epoch",
@@ -54,6 +56,8 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
+from data_pipeline.errors import first_line, one_line
+from stica_jax import restore
 from stica_jax.errors import ConfigError
 
 # The key prefixes of an official GDT / STiCA checkpoint (after DDP's `module.`, which
@@ -168,12 +172,12 @@ def _set_audio_frontend(config: ml_collections.ConfigDict, frontend: str) -> Non
         config.input.audio_frontend = frontend
 
 
-def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
+def build_eval_model(config: ml_collections.ConfigDict) -> nnx.Module:
     """The STiCA of `config.model`, randomly initialised from `config.seed`, without crops
     (evaluation never crops), in eval mode."""
-    from stica_jax.models import build_model as build_stica
+    from stica_jax.models import build_model
 
-    model = build_stica(config.model, None, rngs=nnx.Rngs(config.get("seed", 0)))
+    model = build_model(config.model, None, rngs=nnx.Rngs(config.get("seed", 0)))
     model.eval()
     return model
 
@@ -181,8 +185,6 @@ def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
 def restore_workdir(workdir: str, step: int | None = None, compute_dtype: str | None = None):
     """`restore.restore_model(workdir, step, compute_dtype=)` with one-line errors: (config,
     model, step)."""
-    from stica_jax import restore  # late: the trainer imports TensorFlow (clu)
-
     if not os.path.isdir(workdir):
         raise InitError(f"init.workdir {workdir} is not a directory")
     try:
@@ -191,7 +193,7 @@ def restore_workdir(workdir: str, step: int | None = None, compute_dtype: str | 
         raise InitError(f"init.workdir: {error}") from None
     except (KeyError, ValueError) as error:
         # Orbax raises these for a step that is not there or a tree that does not match.
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error) or type(error).__name__
         raise InitError(f"init.workdir {workdir}: cannot restore step {step}: {first}") from None
 
 
@@ -219,7 +221,7 @@ def load_pretrained(
     kind = init_kind(config.init)
     init = config.init
     if kind == "random":
-        model = build_model(config)
+        model = build_eval_model(config)
         info = {"kind": "random", "source": "", "step": None}
         return Pretrained(model, config, info, frozenset(), "random")
     if kind == "workdir":
@@ -277,7 +279,7 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
                 "--config.init.prefix=... to select a backbone inside a larger checkpoint"
             )
         fresh_pooling = _fresh_pooling(config, path, keys)  # before the weights are read
-        model = build_model(config)
+        model = build_eval_model(config)
         for tower, tower_prefix in parts.items():
             load = (
                 from_torch.load_torchvision_r2plus1d18
@@ -289,7 +291,8 @@ def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> P
     except torch_names.UnsupportedArchitectureError as error:
         raise InitError(f"init.torch {path} cannot load into config.model: {error}") from None
     except (weight_files.StateDictMismatchError, weight_files.WeightFileError) as error:
-        raise InitError(_first_lines(f"init.torch: {error}")) from None
+        # The head of the mismatch report: the full list can be hundreds of keys.
+        raise InitError(one_line(f"init.torch: {error}", max_lines=4)) from None
     model.eval()
     if official:
         _set_audio_frontend(config, OFFICIAL_AUDIO_FRONTEND)
@@ -445,7 +448,7 @@ def _load_export(
     if not os.path.isfile(manifest_path):
         raise InitError(
             f"init.torch {path} is a directory without {torch_names.MANIFEST_FILE}: give a "
-            "state-dict file, or an export directory of python -m stica_jax.export.torch"
+            "state-dict file, or an export directory of python -m stica_jax.export"
         )
     with open(manifest_path) as file:
         manifest = json.load(file)
@@ -460,15 +463,7 @@ def _load_export(
             f"init.torch {path} is the export of a supervised classifier; evaluate its "
             "workdir with --config.init.workdir, or give its r2plus1d_18.safetensors file"
         )
-    model = build_model(config)
+    model = build_eval_model(config)
     from_torch.import_model(path, model)
     model.eval()
     return Pretrained(model, config, info, frozenset({"video", "audio"}), "export")
-
-
-def _first_lines(message: str, limit: int = 4) -> str:
-    """The head of a multi-line mismatch report, as one line (the full list can be hundreds of
-    keys)."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    head = " ".join(lines[:limit])
-    return head + (f" ... ({len(lines) - limit} more lines)" if len(lines) > limit else "")

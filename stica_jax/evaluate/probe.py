@@ -140,9 +140,6 @@ def probe_accuracies(
     per_host = ev.batch_size // jax.process_count()
     results: dict[str, dict[str, float]] = {name: {} for name in states}
     for modality in ev.modalities:
-        make = (
-            pipeline.make_eval_dataset if modality == "video" else pipeline.make_audio_eval_dataset
-        )
         feature_fn = make_feature_fn(graphdef, modality)
         for name, (params, batch_stats) in states.items():
             splits = [
@@ -150,7 +147,13 @@ def probe_accuracies(
                     feature_fn,
                     params,
                     batch_stats,
-                    make(input_config, split=split, dataset=dataset, batch_size_per_host=per_host),
+                    pipeline.make_dataset(
+                        input_config,
+                        f"{modality}_eval",
+                        split=split,
+                        dataset=dataset,
+                        batch_size_per_host=per_host,
+                    ),
                     modality,
                     mesh,
                 )

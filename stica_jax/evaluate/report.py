@@ -1,8 +1,8 @@
-"""`python -m stica_jax.evaluate.report EVAL_DIR...`: the results of evaluation runs as one
-markdown table, beside the paper's numbers (spec §11).
+"""The results of evaluation runs as one markdown table, beside the paper's numbers (spec §11);
+`python -m stica_jax.report EVAL_DIR...` prints it.
 
-Each EVAL_DIR is the `--workdir` of a protocol run and holds its `results.json`
-(`stica_jax.evaluate.results`). A row shows mean ± population std of top-1 (and top-5) over the
+Each run is the `results.json` of a protocol run's `--workdir` (`stica_jax.evaluate.results`).
+A row shows mean ± population std of top-1 (and top-5) over the
 folds that ran, and how many there were. Fine-tuning runs also carry the official code's
 best-test-epoch figure: it goes in its own column, labelled as test-set selection, never in the
 headline top-1.
@@ -10,8 +10,6 @@ headline top-1.
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from stica_jax.evaluate.results import read_results
 
 # Top-1 (%) of the paper, K-400 pretraining, R(2+1)D-18 (spec §11; seed Tables 6 and 7).
 PAPER_TOP1 = {
@@ -104,24 +102,7 @@ def format_table(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines + notes)
 
 
-def main(argv: Sequence[str]) -> None:
-    """Print the table of the evaluation dirs `argv[1:]` (absl's argv: the program first).
+if __name__ == "__main__":  # the former spelling of `python -m stica_jax.report`
+    from stica_jax import cli, report
 
-    A dir without a readable results.json is a one-line error with exit status 2
-    (`stica_jax.cli`).
-    """
-    from absl import app
-
-    eval_dirs = list(argv[1:])
-    if not eval_dirs:
-        raise app.UsageError(
-            "give one or more evaluation dirs: EVAL_DIR... (each holds results.json)"
-        )
-    runs = [read_results(d) for d in eval_dirs]
-    print(format_table(runs))
-
-
-if __name__ == "__main__":
-    from stica_jax import cli
-
-    cli.run(main)
+    cli.run(report.main)

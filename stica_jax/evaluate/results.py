@@ -1,7 +1,7 @@
 """The results of an evaluation protocol: per-fold files while it runs, `results.json` at the end.
 
 Every protocol (fine-tuning, linear probing, audio classification) writes the same schema, so
-that `python -m stica_jax.evaluate.report` can put any of them beside the paper's numbers:
+that `python -m stica_jax.report` can put any of them beside the paper's numbers:
 
     {
       "protocol": "finetune" | "linear" | "audio",

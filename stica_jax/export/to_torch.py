@@ -1,7 +1,9 @@
 """Export (JAX → files): a `STiCA` or `VideoClassifier` as torchvision-compatible safetensors.
 
 `export_model` writes the files and the `manifest.json` described in `docs/export.md`; the
-tensor names and layouts come from `torch_names`. Needs no torch.
+tensor names and layouts come from `torch_names`. `export_from_workdir` exports a training
+checkpoint, `export_from_config` a freshly initialised model (`python -m stica_jax.export`).
+Needs no torch.
 """
 
 import json
@@ -16,6 +18,7 @@ from flax import nnx
 from safetensors.numpy import save
 
 from data_pipeline import atomic_file
+from stica_jax import restore
 from stica_jax.export.torch_names import (
     AUDIO_FILE,
     CONVERTERS,
@@ -243,3 +246,19 @@ def export_model(
     }
     atomic_file.write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> dict[str, Any]:
+    """Export the checkpoint of `workdir` at `step` (None: the latest)."""
+    config, model, restored_step = restore.restore_model(workdir, step)
+    return export_model(model, config, out_dir, step=restored_step)
+
+
+def export_from_config(config: Any, out_dir: str, seed: int = 0) -> dict[str, Any]:
+    """Export a freshly initialised model of `config` (to check a PyTorch setup): a STiCA, or
+    a `VideoClassifier` for a `mode="supervised"` config."""
+    from stica_jax.models import build_train_model
+
+    model = build_train_model(config, rngs=nnx.Rngs(seed))
+    model.eval()
+    return export_model(model, config, out_dir, step=0)

@@ -1,6 +1,6 @@
 """PyTorch interop: export stica_jax models as torchvision-compatible safetensors, and import back.
 
-`export_model` (or `python -m stica_jax.export.torch --workdir=DIR --out=DIR`, or
+`export_model` (or `python -m stica_jax.export --workdir=DIR --out=DIR`, or
 `--config=configs/sota.py` for a freshly initialised model) writes into `out`:
 
 - `r2plus1d_18.safetensors`: the video backbone as a `torchvision.models.video.r2plus1d_18`
@@ -24,10 +24,10 @@ This module is the public face of the parts, one job each:
 
 - `torch_names`: the table of names, stica_jax variable ↔ torchvision tensor, and the layout
   conversions (read by both directions);
-- `to_torch`: export, JAX → files (`export_model`, the manifest);
+- `to_torch`: export, JAX → files (`export_model`, the manifest; `export_from_workdir`,
+  `export_from_config`);
 - `weight_files`: reading safetensors / `.pth` state dicts safely (`read_state_dict`);
 - `from_torch`: import, files → JAX (`load_torchvision_*`, `import_model`);
-- `torch_cli`: the command line (`export_from_workdir`, `export_from_config`);
 - `torch_modules`: the PyTorch rebuild of an export (needs torch; not imported here).
 """
 
@@ -36,8 +36,14 @@ from stica_jax.export.from_torch import (
     load_torchvision_audio_resnet9,
     load_torchvision_r2plus1d18,
 )
-from stica_jax.export.to_torch import LOG_MEL_OFFSET, VIDEO_MEAN, VIDEO_STD, export_model
-from stica_jax.export.torch_cli import export_from_config, export_from_workdir, main
+from stica_jax.export.to_torch import (
+    LOG_MEL_OFFSET,
+    VIDEO_MEAN,
+    VIDEO_STD,
+    export_from_config,
+    export_from_workdir,
+    export_model,
+)
 from stica_jax.export.torch_names import (
     AUDIO_FILE,
     FORMAT,
@@ -83,5 +89,8 @@ __all__ = [
     "read_state_dict",
 ]
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the former spelling of `python -m stica_jax.export`
+    from stica_jax import cli
+    from stica_jax.export import __main__ as command
+
+    cli.run(command.main)

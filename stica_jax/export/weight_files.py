@@ -19,6 +19,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
+from data_pipeline.errors import first_line
+
 
 class WeightFileError(ValueError):
     """A weight file that cannot be read safely (corrupt, truncated, or needs unpickling)."""
@@ -55,7 +57,7 @@ def _unpickling_detail(error: Exception) -> str:
     `weights_only=False` is not repeated."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds part of its message
     found = re.search(r"Unsupported global: GLOBAL \S+", text)
-    return found.group(0) if found else (text.splitlines()[0] if text else "")
+    return found.group(0) if found else first_line(text)
 
 
 def _torch_checkpoint(path: pathlib.Path) -> Checkpoint:

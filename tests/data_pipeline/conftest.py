@@ -3,7 +3,7 @@
 import pytest
 
 from data_pipeline import av_digits
-from data_pipeline.pipeline import InputConfig
+from data_pipeline.input_config import InputConfig
 
 TINY_DIGITS = av_digits.AvDigitsSpec(num_train=40, num_test=12, seconds=2.2, frame_size=48, seed=3)
 

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from data_pipeline.audio_features import (
-    AUDIO_FRONTENDS,
     log_mel_spectrogram,
     logfbank_filterbank,
     mel_weight_matrix,
@@ -88,9 +87,3 @@ def test_official_filterbank_is_logfbanks_with_its_empty_bands():
     # Silence: every band energy is exactly 0 → log(float64 eps), as in logfbank.
     silent = official_log_filterbank(np.zeros(24_000, np.float32)).numpy()
     np.testing.assert_allclose(silent, np.log(np.finfo(np.float64).eps), rtol=1e-6)
-
-
-def test_both_frontends_are_known_to_the_config_checks():
-    from stica_jax import shapes
-
-    assert shapes.AUDIO_FRONTENDS == AUDIO_FRONTENDS == ("stica", "official")

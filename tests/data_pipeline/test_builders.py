@@ -10,13 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import prepare as prepare_module
-from data_pipeline.datasets import SplitNotPreparedError, open_dataset
-from data_pipeline.pipeline import (
-    InputConfig,
-    load_builder,
-    make_audio_eval_dataset,
-    make_pretrain_dataset,
-)
+from data_pipeline.datasets import SplitNotPreparedError, load_builder, open_dataset
+from data_pipeline.input_config import InputConfig
+from data_pipeline.pipeline import make_dataset
 from tests.data_pipeline import media_files
 
 
@@ -124,8 +120,9 @@ def test_kinetics_prepares_good_clips_and_reports_every_bad_one(kinetics_manual_
         group_size=2,
     )
     batch = next(
-        make_pretrain_dataset(
+        make_dataset(
             config,
+            "pretrain",
             split="train",
             data_dir=data_dir,
             batch_size_per_host=2,
@@ -236,7 +233,7 @@ def test_a_partial_download_prepares_the_splits_it_has(tmp_path, capsys):
         dataset.num_examples("validation")
     message = str(error.value)
     assert "\n" not in message and "has no split 'validation' (prepared: train)" in message
-    assert "python -m data_pipeline.prepare kinetics400 --manual_dir=" in message
+    assert "python -m stica_jax.prepare kinetics400 --manual_dir=" in message
     assert report.report_files[0] in message
 
     media_files.write_clip(
@@ -370,8 +367,9 @@ def test_esc50_folds_are_splits_and_audio_eval_reads_them(tmp_path, monkeypatch)
         dataset="stica_esc50", num_mel_bins=64, audio_eval_subclips=10, audio_eval_seconds=2.0
     )
     batch = next(
-        make_audio_eval_dataset(
+        make_dataset(
             config,
+            "audio_eval",
             split="fold3",
             batch_size_per_host=1,
             process_index=0,
@@ -400,14 +398,3 @@ def test_dcase2014_labels_come_from_the_scene_file_names(tmp_path):
     assert _skip_report(report.report_files[0]) == {
         "scenes_stereo_testset/office02.wav": "too_short"
     }
-
-
-def test_the_command_line_prepares_av_digits_without_a_manual_dir(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        prepare_module, "prepare", lambda name, **kwargs: calls.append((name, kwargs))
-    )
-    prepare_module.main(["av_digits", "--data_dir", str(tmp_path)])
-    assert calls[0][0] == "av_digits" and calls[0][1]["manual_dir"] is None
-    with pytest.raises(SystemExit):
-        prepare_module.main(["ucf101", "--data_dir", str(tmp_path)])  # needs --manual_dir

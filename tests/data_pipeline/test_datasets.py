@@ -102,8 +102,9 @@ def test_a_prepared_dataset_holds_its_builder_sizes_and_classes(digits_dir, tiny
 
     # The pipeline reads the opened dataset as it reads the data dir.
     def first_batch(**source):
-        batches = pipeline.make_eval_dataset(
+        batches = pipeline.make_dataset(
             tiny_config,
+            "video_eval",
             split="test",
             batch_size_per_host=4,
             process_index=0,
@@ -116,8 +117,9 @@ def test_a_prepared_dataset_holds_its_builder_sizes_and_classes(digits_dir, tiny
         first_batch(data_dir=digits_dir)["video"], first_batch(dataset=dataset)["video"]
     )
     with pytest.raises(ValueError, match="was given for config.dataset 'av_digits'$"):
-        pipeline.make_eval_dataset(
+        pipeline.make_dataset(
             dataclasses.replace(tiny_config, dataset="av_digits"),
+            "video_eval",
             split="test",
             dataset=dataset,
             batch_size_per_host=4,

@@ -5,7 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from data_pipeline import pipeline, record_stream
+from data_pipeline import batching, pipeline, record_stream, stages
+from data_pipeline.datasets import load_builder
+from data_pipeline.input_config import InputConfig
+from data_pipeline.records import marking_corrupt_records, parse, split_records
 from data_pipeline.tensorflow_cpu import tf
 
 
@@ -14,8 +17,9 @@ def _batches(iterator, count):
 
 
 def test_pretraining_batches_have_the_contract_shapes(digits_dir, tiny_config):
-    iterator = pipeline.make_pretrain_dataset(
+    iterator = pipeline.make_dataset(
         tiny_config,
+        "pretrain",
         split="train",
         data_dir=digits_dir,
         batch_size_per_host=4,
@@ -50,8 +54,9 @@ def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_con
         tiny_config, audio_seconds=2.0, num_mel_bins=257, audio_frontend=frontend
     )
     batch = next(
-        pipeline.make_pretrain_dataset(
+        pipeline.make_dataset(
             config,
+            "pretrain",
             split="test",
             data_dir=digits_dir,
             batch_size_per_host=2,
@@ -66,8 +71,9 @@ def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_con
 def test_the_same_seed_gives_the_same_batches_and_another_seed_others(digits_dir, tiny_config):
     def first_batches(seed):
         return _batches(
-            pipeline.make_pretrain_dataset(
+            pipeline.make_dataset(
                 tiny_config,
+                "pretrain",
                 split="train",
                 data_dir=digits_dir,
                 batch_size_per_host=4,
@@ -89,8 +95,9 @@ def test_resuming_at_a_step_gives_the_batches_of_the_uninterrupted_run(digits_di
     # 40 records, B = 4: one epoch is 10 steps; resume inside the second epoch.
     def run(start_step, count):
         return _batches(
-            pipeline.make_pretrain_dataset(
+            pipeline.make_dataset(
                 tiny_config,
+                "pretrain",
                 split="train",
                 data_dir=digits_dir,
                 batch_size_per_host=4,
@@ -110,8 +117,8 @@ def test_resuming_at_a_step_gives_the_batches_of_the_uninterrupted_run(digits_di
 
 
 def _host_records_of_epoch(digits_dir, config, process_index, process_count):
-    builder = pipeline.load_builder(config.dataset, digits_dir)
-    records = pipeline._host_records(builder, "train", config, process_index, process_count)
+    builder = load_builder(config.dataset, digits_dir)
+    records = split_records(builder, "train", config, process_index, process_count)
     stream = record_stream.training_records(
         records, seed=0, process_index=process_index, group_size=config.group_size
     )
@@ -129,8 +136,8 @@ def test_two_hosts_read_disjoint_records_that_cover_the_split(digits_dir, tiny_c
 
 
 def test_epochs_visit_the_records_in_different_orders(digits_dir, tiny_config):
-    builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
-    records = pipeline._host_records(builder, "train", tiny_config, 0, 1)
+    builder = load_builder(tiny_config.dataset, digits_dir)
+    records = split_records(builder, "train", tiny_config, 0, 1)
     stream = record_stream.training_records(
         records, seed=0, process_index=0, group_size=tiny_config.group_size
     )
@@ -140,8 +147,9 @@ def test_epochs_visit_the_records_in_different_orders(digits_dir, tiny_config):
 
 def test_supervised_batches_hold_one_view_and_the_label(digits_dir, tiny_config):
     batch = next(
-        pipeline.make_supervised_dataset(
+        pipeline.make_dataset(
             tiny_config,
+            "supervised",
             split="train",
             data_dir=digits_dir,
             batch_size_per_host=3,
@@ -160,8 +168,9 @@ def test_eval_gives_every_clip_and_crop_once_with_equal_batch_counts_on_every_ho
     # 12 test records on 2 hosts: chunks of 4 → host 0 reads 8, host 1 reads 4; both yield 2 batches of 5.
     hosts = [
         list(
-            pipeline.make_eval_dataset(
+            pipeline.make_dataset(
                 tiny_config,
+                "video_eval",
                 split="test",
                 data_dir=digits_dir,
                 batch_size_per_host=5,
@@ -181,10 +190,35 @@ def test_eval_gives_every_clip_and_crop_once_with_equal_batch_counts_on_every_ho
     assert not np.allclose(views[0], views[2])
 
 
+@pytest.mark.parametrize(
+    "purpose, arguments, message",
+    [
+        ("pretrain", {}, "a 'pretrain' dataset needs a seed"),
+        ("video_eval", {"seed": 0}, "a 'video_eval' pass reads every example once"),
+        ("audio_eval", {"start_step": 3}, "it takes no seed or start_step"),
+        ("eval", {}, r"unknown dataset purpose 'eval'; expected one of \('pretrain', "),
+    ],
+)
+def test_make_dataset_refuses_what_its_purpose_does_not_take(
+    tiny_config, purpose, arguments, message
+):
+    with pytest.raises(ValueError, match=message):
+        pipeline.make_dataset(
+            tiny_config,
+            purpose,
+            split="train",
+            batch_size_per_host=4,
+            data_dir="/nonexistent",  # refused before anything is read
+            process_index=0,
+            process_count=1,
+            **arguments,
+        )
+
+
 def test_spatial_eval_crops_run_from_one_end_of_the_long_side_to_the_other(tiny_config):
     config = dataclasses.replace(tiny_config, crop_size=4, eval_short_side=4, eval_crops=3)
     columns = np.broadcast_to(np.arange(12, dtype=np.uint8)[None, None, :, None], (1, 4, 12, 3))
-    crops = pipeline.spatial_crops(tf.constant(columns), config).numpy()
+    crops = stages.spatial_crops(tf.constant(columns), config).numpy()
     assert crops.shape == (3, 1, 4, 4, 3)
     np.testing.assert_array_equal(
         crops[:, 0, 0, :, 0], [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
@@ -193,8 +227,9 @@ def test_spatial_eval_crops_run_from_one_end_of_the_long_side_to_the_other(tiny_
 
 def test_audio_eval_gives_evenly_spaced_subclips(digits_dir, tiny_config):
     batch = next(
-        pipeline.make_audio_eval_dataset(
+        pipeline.make_dataset(
             tiny_config,
+            "audio_eval",
             split="test",
             data_dir=digits_dir,
             batch_size_per_host=4,
@@ -203,19 +238,19 @@ def test_audio_eval_gives_evenly_spaced_subclips(digits_dir, tiny_config):
         )
     )
     assert batch["audio"].shape == (4, 3, 40, 99, 1)
-    starts = pipeline.evenly_spaced_starts(tf.constant(52_800), 24_000, 3).numpy()
+    starts = stages.evenly_spaced_starts(tf.constant(52_800), 24_000, 3).numpy()
     np.testing.assert_array_equal(starts, [0, 14_400, 28_800])
 
 
 def test_the_audio_window_starts_with_the_clip_and_stays_inside_the_audio():
     audio = tf.constant(np.arange(100, dtype=np.int16))
     np.testing.assert_allclose(
-        pipeline.audio_window(audio, 0.2, 30, 100).numpy() * 32768, np.arange(20, 50)
+        stages.audio_window(audio, 0.2, 30, 100).numpy() * 32768, np.arange(20, 50)
     )
     np.testing.assert_allclose(
-        pipeline.audio_window(audio, 0.9, 30, 100).numpy() * 32768, np.arange(70, 100)
+        stages.audio_window(audio, 0.9, 30, 100).numpy() * 32768, np.arange(70, 100)
     )
-    short = pipeline.audio_window(audio[:10], 0.0, 30, 100).numpy() * 32768
+    short = stages.audio_window(audio[:10], 0.0, 30, 100).numpy() * 32768
     np.testing.assert_allclose(short, np.r_[np.arange(10), np.zeros(20)])
 
 
@@ -224,9 +259,9 @@ def test_the_official_frontend_reads_the_int16_window_like_the_official_loader()
     import python_speech_features
 
     samples = np.random.default_rng(0).integers(-32768, 32768, 60_000).astype(np.int16)
-    window = pipeline.audio_window(tf.constant(samples), 0.5, 24_000, 24_000)
-    config = pipeline.InputConfig(audio_frontend="official", audio_seconds=1.0)
-    ours = pipeline.spectrogram(window, config).numpy()
+    window = stages.audio_window(tf.constant(samples), 0.5, 24_000, 24_000)
+    config = InputConfig(audio_frontend="official", audio_seconds=1.0)
+    ours = stages.spectrogram(window, config).numpy()
     reference = python_speech_features.logfbank(
         samples[12_000:36_000].astype(np.float64), 24000, winlen=0.02, winstep=0.01,
         nfilt=257, nfft=1024,
@@ -236,7 +271,7 @@ def test_the_official_frontend_reads_the_int16_window_like_the_official_loader()
 
 
 def test_clip_frames_follow_the_stride_and_repeat_the_last_frame_of_short_videos(tiny_config):
-    indices = pipeline.clip_frame_indices(tf.constant(3), tf.constant(12), tiny_config).numpy()
+    indices = stages.clip_frame_indices(tf.constant(3), tf.constant(12), tiny_config).numpy()
     np.testing.assert_array_equal(indices, [3, 5, 7, 9, 11, 11, 11, 11])
 
 
@@ -251,7 +286,7 @@ def _corrupt(records: list[bytes], bad_jpegs: int, garbage: int) -> None:
 
 
 def test_corrupt_records_are_counted_and_replaced_by_valid_rows(digits_dir, tiny_config, tmp_path):
-    builder = pipeline.load_builder(tiny_config.dataset, digits_dir)
+    builder = load_builder(tiny_config.dataset, digits_dir)
     source = builder.info.splits["test"].file_instructions[0].filename
     records = [bytes(r) for r in tf.data.TFRecordDataset(source).as_numpy_iterator()]
     _corrupt(records, bad_jpegs=1, garbage=5)
@@ -262,18 +297,18 @@ def test_corrupt_records_are_counted_and_replaced_by_valid_rows(digits_dir, tiny
     host = record_stream.HostRecords(
         (corrupt_file,), (record_stream.Chunk(0, 0, 6), record_stream.Chunk(0, 6, 6))
     )
-    dataset = pipeline.marking_corrupt_records(
+    dataset = marking_corrupt_records(
         record_stream.training_records(host, seed=0, process_index=0, group_size=2).enumerate(),
         lambda position, record: {
-            **pipeline.supervised_example(
-                pipeline._parse(builder, record),
+            **stages.supervised_example(
+                parse(builder, record),
                 tf.constant([0, 0], tf.int64) + position,
                 tiny_config,
             ),
             "_position": position,
         },
     ).batch(4, drop_remainder=True)
-    batches = pipeline.HostBatches(
+    batches = batching.TrainingBatches(
         dataset,
         batch_size_per_host=4,
         process_index=0,
@@ -296,7 +331,7 @@ def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_r
     # The same tiny AV-digits with two corrupt records in its first train shard.
     data_dir = str(tmp_path / "tfds")
     shutil.copytree(digits_dir, data_dir)
-    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    builder = load_builder(tiny_config.dataset, data_dir)
     shard = builder.info.splits["train"].file_instructions[0].filename
     records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
     _corrupt(records, bad_jpegs=0, garbage=3)
@@ -305,8 +340,9 @@ def test_resuming_after_corrupt_records_gives_the_batches_of_the_uninterrupted_r
             writer.write(record)
 
     def run(start_step, count):
-        batches = pipeline.make_pretrain_dataset(
+        batches = pipeline.make_dataset(
             tiny_config,
+            "pretrain",
             split="train",
             data_dir=data_dir,
             batch_size_per_host=4,
@@ -332,7 +368,7 @@ def test_a_truncated_shard_loses_only_its_tail_and_resuming_gives_the_same_batch
     # The first train shard cut in the middle of a record, as by a failed copy.
     data_dir = str(tmp_path / "tfds")
     shutil.copytree(digits_dir, data_dir)
-    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    builder = load_builder(tiny_config.dataset, data_dir)
     shard = builder.info.splits["train"].file_instructions[0].filename
     records = [bytes(r) for r in tf.data.TFRecordDataset(shard).as_numpy_iterator()]
     # Each record is framed by 16 bytes (length, its CRC, the data's CRC).
@@ -341,8 +377,9 @@ def test_a_truncated_shard_loses_only_its_tail_and_resuming_gives_the_same_batch
     os.truncate(shard, cut)
 
     def run(start_step, count):
-        batches = pipeline.make_pretrain_dataset(
+        batches = pipeline.make_dataset(
             tiny_config,
+            "pretrain",
             split="train",
             data_dir=data_dir,
             batch_size_per_host=4,
@@ -371,14 +408,15 @@ def test_a_stream_without_a_valid_record_stops_within_a_bounded_lookahead(
 ):
     data_dir = str(tmp_path / "tfds")
     shutil.copytree(digits_dir, data_dir)
-    builder = pipeline.load_builder(tiny_config.dataset, data_dir)
+    builder = load_builder(tiny_config.dataset, data_dir)
     for instruction in builder.info.splits["train"].file_instructions:
         count = sum(1 for _ in tf.data.TFRecordDataset(instruction.filename))
         with tf.io.TFRecordWriter(instruction.filename) as writer:
             for _ in range(count):
                 writer.write(b"\x00garbage that is no tf.Example")
-    batches = pipeline.make_pretrain_dataset(
+    batches = pipeline.make_dataset(
         tiny_config,
+        "pretrain",
         split="train",
         data_dir=data_dir,
         batch_size_per_host=4,
@@ -388,7 +426,7 @@ def test_a_stream_without_a_valid_record_stops_within_a_bounded_lookahead(
         start_step=0,
     )
     with pytest.raises(
-        pipeline.CorruptDataError,
+        batching.CorruptDataError,
         match=rf"^dataset '{tiny_config.dataset}' \(train\): no readable record in 10 "
         r"consecutive batches of 4 \(40 records failed to parse or decode, from step 0 on\)",
     ):
@@ -420,9 +458,9 @@ def _interleave_parallelism(dataset):
 def test_records_are_decoded_at_a_fixed_parallelism_not_an_autotuned_one(requested, expected):
     # With an AUTOTUNE parallelism (-1) in the pipeline, deleting its iterator after the CPU had
     # been busy blocked for 27-38 s, at the end of every training run and evaluation pass
-    # (data_pipeline/pipeline.py, InputConfig.num_parallel_calls).
+    # (data_pipeline/input_config.py, InputConfig.num_parallel_calls).
     records = tf.data.Dataset.range(8).map(lambda i: tf.strings.as_string(i)).enumerate()
-    dataset = pipeline.marking_corrupt_records(
+    dataset = marking_corrupt_records(
         records,
         lambda position, record: {"x": tf.strings.length(record), "_position": position},
         num_parallel_calls=requested,

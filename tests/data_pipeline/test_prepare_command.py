@@ -1,4 +1,4 @@
-"""`python -m data_pipeline.prepare` as a newcomer runs it: a mistake in the command is one line
+"""`python -m stica_jax.prepare` as a newcomer runs it: a mistake in the command is one line
 on stderr with exit status 2, and nothing lands in the current directory."""
 
 import os
@@ -8,7 +8,7 @@ import pytest
 from tests.command_line import ROOT, run_fresh, stderr_lines
 from tests.data_pipeline import media_files
 
-PREFIX = "python -m data_pipeline.prepare: error: "
+PREFIX = "stica_jax.prepare: error: "
 
 
 @pytest.fixture
@@ -23,24 +23,46 @@ def fresh(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        ([], "the following arguments are required: name"),
+        ([], "give one dataset NAME, one of av_digits, kinetics400, ucf101, hmdb51, esc50, "),
         (["ucf101"], "ucf101 needs --manual_dir"),
-        (["mnist"], "argument name: invalid choice: 'mnist'"),
-        (["av_digits", "--num_workers=x"], "argument --num_workers: invalid int value: 'x'"),
+        (["mnist"], "unknown dataset 'mnist': NAME is one of av_digits, kinetics400, "),
+        (["av_digits", "--num_workers=x"], "flag --num_workers=x: invalid literal for int()"),
+        (["av_digits", "--shard_index=2", "--num_shards=2"], "need 0 <= shard_index < num_shards"),
     ],
 )
 def test_a_bad_argument_is_one_line_with_status_2(fresh, args, message):
     home, cwd = fresh
-    result = run_fresh(["-m", "data_pipeline.prepare", *args], home=home, cwd=cwd)
+    result = run_fresh(["-m", "stica_jax.prepare", *args], home=home, cwd=cwd)
     assert result.returncode == 2
     (line,) = stderr_lines(result)
     assert line.startswith(PREFIX + message), line
 
 
+def test_av_digits_is_generated_without_a_manual_dir(fresh, tmp_path):
+    """The command hands `prepare` no manual dir for av_digits (`prepare` stubbed: it prints
+    what it got instead of generating the dataset)."""
+    home, cwd = fresh
+    code = (
+        "import sys\n"
+        "from data_pipeline import prepare\n"
+        "prepare.prepare = lambda name, **kwargs: print(name, kwargs)\n"
+        "from stica_jax import cli, prepare as command\n"
+        "cli.run(command.main)\n"
+    )
+    result = run_fresh(
+        ["-c", code, "av_digits", f"--data_dir={tmp_path / 'data'}"], home=home, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    name, kwargs = result.stdout.strip().split(" ", 1)
+    assert name == "av_digits" and "'manual_dir': None" in kwargs
+    assert f"'data_dir': '{tmp_path / 'data'}'" in kwargs
+    assert os.listdir(cwd) == []
+
+
 def test_a_manual_dir_without_the_datasets_files_is_one_line_with_status_2(fresh, tmp_path):
     home, cwd = fresh
     (tmp_path / "empty").mkdir()
-    args = ["-m", "data_pipeline.prepare", "ucf101"]
+    args = ["-m", "stica_jax.prepare", "ucf101"]
     missing = run_fresh([*args, f"--manual_dir={tmp_path / 'nope'}"], home=home, cwd=cwd)
     assert missing.returncode == 2
     assert stderr_lines(missing) == [f"{PREFIX}--manual_dir={tmp_path / 'nope'} is not a directory"]
@@ -79,7 +101,7 @@ def test_a_download_without_any_usable_file_stops_and_a_partial_one_is_prepared(
     )
     prepare = [
         "-m",
-        "data_pipeline.prepare",
+        "stica_jax.prepare",
         "kinetics400",
         f"--manual_dir={manual}",
         f"--data_dir={data_dir}",
@@ -139,7 +161,7 @@ def test_a_download_without_any_usable_file_stops_and_a_partial_one_is_prepared(
     assert train.returncode == 2, train.stderr[-2000:]
     (line,) = stderr_lines(train)
     assert "has no split 'validation' (prepared: train)" in line
-    assert "python -m data_pipeline.prepare kinetics400 --manual_dir=" in line
+    assert "python -m stica_jax.prepare kinetics400 --manual_dir=" in line
     assert os.listdir(cwd) == []
 
 

@@ -12,13 +12,15 @@ from flax import nnx
 
 from configs.eval import audio_dcase2014, audio_esc50
 from stica_jax.evaluate import audio, results as results_lib
+from stica_jax.evaluate.folds import fold_seed, parse_folds
+from stica_jax.evaluate.metrics import topk_accuracy
 from stica_jax.models.stica import build_model
 from tests.evaluate.conftest import esc50_rows
 from tests.tiny import tiny_config, tiny_model
 
 
 def test_esc50_fold_k_tests_on_fold_k_and_trains_on_the_other_four(esc50_dir):
-    from data_pipeline.pipeline import load_builder
+    from data_pipeline.datasets import load_builder
 
     builder = load_builder("stica_esc50", esc50_dir)
     rows = esc50_rows()
@@ -71,7 +73,7 @@ def test_a_clip_scores_the_mean_of_its_subclips_logits():
     np.testing.assert_allclose(audio.clip_scores(params, features), want, rtol=1e-12)
     labels = np.argmax(want, axis=1)
     labels[0] = (labels[0] + 1) % 3
-    assert audio.top1(want, labels) == 75.0
+    assert topk_accuracy(want, labels, 1) == 75.0
 
 
 def test_the_classifier_learns_a_separable_problem():
@@ -90,7 +92,7 @@ def test_the_classifier_learns_a_separable_problem():
         seed=0,
     )
     scores = audio.clip_scores(params, features[1::2, None])
-    assert audio.top1(scores, labels[1::2]) == 100.0
+    assert topk_accuracy(scores, labels[1::2], 1) == 100.0
     assert loss < 0.05
 
 
@@ -136,14 +138,14 @@ def test_the_optimizer_is_torch_adam_with_coupled_weight_decay():
 
 def test_the_eval_configs_cite_the_seed_protocol():
     esc, dcase = audio_esc50.get_config(), audio_dcase2014.get_config()
-    assert (esc.dataset, audio.parse_folds(esc.folds)) == ("stica_esc50", [1, 2, 3, 4, 5])
+    assert (esc.dataset, parse_folds(esc.folds)) == ("stica_esc50", [1, 2, 3, 4, 5])
     assert (esc.audio.subclips, esc.audio.seconds, dcase.audio.subclips, dcase.audio.seconds) == (
         10,
         2.0,
         60,
         1.0,
     )
-    assert (dcase.dataset, audio.parse_folds(dcase.folds)) == ("stica_dcase2014", [1])
+    assert (dcase.dataset, parse_folds(dcase.folds)) == ("stica_dcase2014", [1])
     for config in (esc, dcase):
         assert config.protocol == "audio"
         assert (config.audio.batch_size, config.audio.learning_rate) == (512, 1e-4)
@@ -216,7 +218,7 @@ def test_a_restarted_run_skips_finished_folds_and_redoes_the_rest(esc50_run, mon
     again = audio.run_audio_protocol(
         config, model, workdir=workdir, data_dir=config.data_dir, init=audio.init_info(config, 7)
     )
-    assert trained == [audio.fold_seed(config.seed, 2)]
+    assert trained == [fold_seed(config.seed, 2)]
     assert again == first  # the redone fold gives the same figure (seeded)
 
 
@@ -236,14 +238,16 @@ def test_wrong_architecture_and_missing_dataset_are_one_clear_line(tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(
         DatasetNotPreparedError,
-        match=r"'stica_esc50' is not prepared .*python -m data_pipeline.prepare esc50",
+        match=r"'stica_esc50' is not prepared .*python -m stica_jax.prepare esc50",
     ) as error:
         audio.run_audio_protocol(
             config, nnx.eval_shape(tiny_model), workdir=str(tmp_path), data_dir=str(tmp_path)
         )
     assert "\n" not in str(error.value)
     config.input.audio_frontend = "mfcc"  # not a front end the pipeline has
-    with pytest.raises(ConfigError, match=r"input.audio_frontend='mfcc'; expected one of") as error:
+    with pytest.raises(
+        ConfigError, match=r"unknown input.audio_frontend 'mfcc'; expected one of"
+    ) as error:
         audio.run_audio_protocol(
             config, nnx.eval_shape(tiny_model), workdir=str(tmp_path), data_dir=str(tmp_path)
         )

@@ -111,4 +111,4 @@ def test_a_linear_probe_runs_from_a_workdir_and_a_missing_dataset_is_one_line(di
     )
     assert result.returncode == 2 and len(stderr_lines(result)) == 1, result.stderr[-2000:]
     assert "'stica_hmdb51/fold1' is not prepared" in result.stderr
-    assert "python -m data_pipeline.prepare hmdb51" in result.stderr
+    assert "python -m stica_jax.prepare hmdb51" in result.stderr

@@ -23,7 +23,7 @@ from configs.eval import (
 )
 from stica_jax import step as step_lib
 from stica_jax.errors import NonFiniteError
-from stica_jax.evaluate import finetune, results as results_lib
+from stica_jax.evaluate import finetune, finetune_optimizer, folds, results as results_lib
 from stica_jax.evaluate.init import Pretrained
 from stica_jax.models import build_model
 from stica_jax.models.classifier import VideoClassifier
@@ -66,7 +66,7 @@ def test_the_lr_of_every_epoch_is_the_official_schedulers_with_its_x8_warmup():
         torch_lrs.append([g["lr"] for g in optimizer.param_groups])
         optimizer.step()
         scheduler.step()
-    factors = finetune.official_lr_factors(
+    factors = finetune_optimizer.official_lr_factors(
         config.num_epochs,
         warmup_epochs=o.warmup_epochs,
         multiplier=o.warmup_multiplier,
@@ -78,7 +78,7 @@ def test_the_lr_of_every_epoch_is_the_official_schedulers_with_its_x8_warmup():
     )
     assert max(factors) == 8.0  # the ×8 peak the spec omitted
     # The per-step schedule holds each epoch's LR for the whole epoch.
-    schedule = finetune.epoch_schedule(o.head_lr, factors, steps_per_epoch=3)
+    schedule = finetune_optimizer.epoch_schedule(o.head_lr, factors, steps_per_epoch=3)
     got = [float(schedule(step)) for step in range(3 * config.num_epochs)]
     np.testing.assert_allclose(got, np.repeat([lr for lr, _ in torch_lrs], 3), rtol=1e-6)
 
@@ -97,7 +97,7 @@ def test_the_optimizer_is_torch_sgd_over_the_official_groups_step_by_step():
         "video_backbone": {"w": rng.standard_normal((5,)).astype(np.float32)},
         "video_pooling": {"w": rng.standard_normal((2, 2)).astype(np.float32)},
     }
-    optimizer, _ = finetune.make_optimizer(config, steps_per_epoch)
+    optimizer, _ = finetune_optimizer.official_optimizer(config, steps_per_epoch)
     state = optimizer.init(params)
     torch_params = {
         k: torch.nn.Parameter(torch.from_numpy(v["w" if "w" in v else "kernel"]))
@@ -223,8 +223,8 @@ def train_a_few_steps(train_backbone: bool):
     nnx.update(pretrained.model, jax.tree.map(lambda x: 1.5 * x + 0.1, stats))
     classifier = finetune.build_classifier(config, pretrained, 5, seed=0)
     graphdef, params, batch_stats = nnx.split(classifier, nnx.Param, nnx.BatchStat)
-    optimizer, _ = finetune.make_optimizer(config, steps_per_epoch=2)
-    trainable, _ = finetune.split_params(params, train_backbone)
+    optimizer, _ = finetune_optimizer.official_optimizer(config, steps_per_epoch=2)
+    trainable, _ = step_lib.split_trainable(params, finetune.trainable_filter(train_backbone))
     state = step_lib.TrainState(
         jnp.zeros((), jnp.int32), params, batch_stats, optimizer.init(trainable)
     )
@@ -280,17 +280,17 @@ def test_fine_tuning_trains_the_backbone_and_updates_bn_statistics():
 
 
 def test_folds_are_the_datasets_fold_configs():
-    assert [finetune.fold_dataset("stica_hmdb51", k) for k in (1, 2, 3)] == [
+    assert [folds.fold_dataset("stica_hmdb51", k) for k in (1, 2, 3)] == [
         "stica_hmdb51/fold1",
         "stica_hmdb51/fold2",
         "stica_hmdb51/fold3",
     ]
-    assert finetune.fold_dataset("stica_ucf101/fold{fold}_short_side32", 2) == (
+    assert folds.fold_dataset("stica_ucf101/fold{fold}_short_side32", 2) == (
         "stica_ucf101/fold2_short_side32"
     )
-    assert finetune.fold_dataset("av_digits", 1) == "av_digits"
+    assert folds.fold_dataset("av_digits", 1) == "av_digits"
     with pytest.raises(finetune.ConfigError, match="folds 1..3; got fold 4") as error:
-        finetune.fold_dataset("stica_ucf101", 4)
+        folds.fold_dataset("stica_ucf101", 4)
     assert "\n" not in str(error.value)
 
 
@@ -415,7 +415,7 @@ def test_an_update_that_makes_the_state_non_finite_stops_the_fold_before_any_sav
         finetune.run_video_protocol(config, tiny_pretrained(), workdir=workdir)
     message = str(error.value)
     assert re.fullmatch(
-        r"fold 1: step 2: the update made the parameters, BatchNorm statistics or optimizer "
+        r"fold 1 epoch 2/\d+ step 2: the update made the parameters, BatchNorm statistics or optimizer "
         r"state non-finite \(loss=\S+, grad_norm=\S+\); stopping without saving it\. "
         r"The last checkpoint, step 1, is finite\.",
         message,

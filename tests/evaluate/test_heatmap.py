@@ -176,7 +176,7 @@ def run_cli(*args: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
     home, cwd = newcomer_dirs(tmp_path)
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "stica_jax.evaluate.heatmap", *args],
+        [sys.executable, "-m", "stica_jax.heatmap", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -248,7 +248,7 @@ def test_a_missing_video_is_one_line_and_exit_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"stica_jax.evaluate.heatmap: error: video not found: {tmp_path / 'missing.mp4'}"
+        f"stica_jax.heatmap: error: video not found: {tmp_path / 'missing.mp4'}"
     )
     result = run_cli(f"--out={tmp_path / 'out'}", tmp_path=tmp_path)
     assert result.returncode == 2 and "--video" in result.stderr

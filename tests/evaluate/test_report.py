@@ -1,4 +1,4 @@
-"""`python -m stica_jax.evaluate.report`: the table of hand-written results beside the paper."""
+"""`python -m stica_jax.report`: the table of hand-written results beside the paper."""
 
 import json
 import os
@@ -44,7 +44,7 @@ def write(directory: pathlib.Path, results: dict) -> str:
 def run_report(*args: str, cwd: pathlib.Path, home: pathlib.Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "stica_jax.evaluate.report", *args],
+        [sys.executable, "-m", "stica_jax.report", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

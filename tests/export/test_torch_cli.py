@@ -1,4 +1,4 @@
-"""`python -m stica_jax.export.torch`: --config and --workdir."""
+"""`python -m stica_jax.export`: --config and --workdir."""
 
 import json
 import os
@@ -21,7 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "stica_jax.export.torch", *args],
+        [sys.executable, "-m", "stica_jax.export", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -49,7 +49,7 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, source, message):
     cwd.mkdir()
     source = source.format(tmp=tmp_path).replace("tests/", f"{REPO}/tests/")
     result = run_fresh(
-        ["-m", "stica_jax.export.torch", source, f"--out={tmp_path}/out"],
+        ["-m", "stica_jax.export", source, f"--out={tmp_path}/out"],
         home=str(home),
         cwd=str(cwd),
         env={"JAX_PLATFORMS": "cpu"},
@@ -57,7 +57,7 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, source, message):
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()  # nothing but the error: no start-up lines either
-    assert line.startswith("stica_jax.export.torch: error: ") and message in line, line
+    assert line.startswith("stica_jax.export: error: ") and message in line, line
     assert os.listdir(cwd) == []
 
 

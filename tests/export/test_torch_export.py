@@ -259,14 +259,15 @@ def test_manifest_describes_files_and_inputs(export_dir, config):
 def test_manifest_audio_recipe_gives_the_pipelines_official_features(export_dir, config):
     """python_speech_features.logfbank called as the manifest says equals what the network saw."""
     python_speech_features = pytest.importorskip("python_speech_features")
-    from data_pipeline import pipeline
+    from data_pipeline import stages
+    from data_pipeline.input_config import InputConfig
 
     audio = json.loads((export_dir / "manifest.json").read_text())["inputs"]["audio"]
     rate = audio["sample_rate"]
     samples = np.random.default_rng(0).integers(-3000, 3000, rate).astype(np.int16)
     waveform = samples.astype(np.float32) / 32768.0  # how the pipeline decodes int16 audio
-    input_config = pipeline.InputConfig.from_any(config.input)
-    ours = pipeline.spectrogram(waveform, input_config).numpy()[..., 0]
+    input_config = InputConfig.from_any(config.input)
+    ours = stages.spectrogram(waveform, input_config).numpy()[..., 0]
     reference = python_speech_features.logfbank(
         waveform.astype(np.float64) * audio["sample_scale"],
         rate,
