@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
+from sklearn.datasets import load_digits  # scikit-learn ships the UCI digits.
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.media_builder import media_features
@@ -94,8 +96,6 @@ def handwriting_pools(spec: AvDigitsSpec) -> dict[str, np.ndarray]:
     Returns:
       int `[n_split]` index arrays whose union is all 1,797 samples.
     """
-    from sklearn.datasets import load_digits  # scikit-learn ships the UCI digits.
-
     labels = load_digits().target
     rng = np.random.default_rng([spec.seed, 12345])
     train, test = [], []
@@ -217,8 +217,6 @@ def render_clip(
 
 def generate_split(spec: AvDigitsSpec, split: str) -> Iterator[tuple[str, dict]]:
     """Yields (key, example) of `split` ('train' or 'test') in the stored-example layout."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     pool = handwriting_pools(spec)[split]
     num_clips = spec.num_train if split == "train" else spec.num_test
@@ -356,8 +354,6 @@ def builder_for(data_dir: str | None = None, spec: AvDigitsSpec | None = None) -
 @contextlib.contextmanager
 def _without_tfds_progress_bars():
     """TFDS's nested generate / shuffle bars would bury the one line AV-digits prints."""
-    from tensorflow_datasets.core.utils import tqdm_utils
-
     shown = getattr(tqdm_utils, "_active", True)
     tfds.disable_progress_bar()
     try:

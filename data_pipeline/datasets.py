@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError
 
+# TFDS (and TensorFlow, which the builders load) only inside the functions that open a dataset:
+# the evaluation protocols import this module for `PreparedDataset` before torch, and must load
+# neither then (torch's triton, loaded after TensorFlow, segfaults).
 if TYPE_CHECKING:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # For the annotations only (the note above).
 
 
 class DatasetNotPreparedError(UserError, FileNotFoundError):
@@ -115,6 +118,7 @@ def load_builder(name: str, data_dir: str | None = None) -> "tfds.core.DatasetBu
     Raises:
       DatasetNotPreparedError: it is not there; the message says how to prepare it.
     """
+    # Late: TFDS, and TensorFlow through the builders (the note at the top).
     import tensorflow_datasets as tfds
 
     from data_pipeline import builders  # noqa: F401 - registers the stica_jax builders.
@@ -137,7 +141,7 @@ _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)/?$")
 
 def _latest_version_directory(name: str, data_dir: str) -> str | None:
     """`data_dir/name/<highest version>`, or None when no version of `name` was written."""
-    from data_pipeline.tensorflow_cpu import tf
+    from data_pipeline.tensorflow_cpu import tf  # Late: TensorFlow (the note at the top).
 
     root = tf.io.gfile.join(data_dir, *name.split("/"))
     if not tf.io.gfile.isdir(root):
@@ -151,7 +155,7 @@ def _latest_version_directory(name: str, data_dir: str) -> str | None:
 
 def not_prepared_message(name: str, data_dir: str) -> str:
     """One line: `name` is not under `data_dir`, and the command that prepares it."""
-    from data_pipeline.builders import BUILDERS
+    from data_pipeline.builders import BUILDERS  # Late: TensorFlow (the note at the top).
 
     command_names = {builder.name: command_name for command_name, builder in BUILDERS.items()}
     base, _, config = name.partition("/")
@@ -170,7 +174,7 @@ def not_prepared_message(name: str, data_dir: str) -> str:
 
 def _prepare_hint(name: str, data_dir: str) -> str:
     """ "prepare it with: python -m stica_jax.prepare …" for a stica_jax dataset `name`."""
-    from data_pipeline.builders import BUILDERS
+    from data_pipeline.builders import BUILDERS  # Late: TensorFlow (the note at the top).
 
     command_names = {builder.name: command_name for command_name, builder in BUILDERS.items()}
     base = name.partition("/")[0]

@@ -90,38 +90,38 @@ def make_dataset(
       start_step: training only: resume here: the batches equal those a run from step 0 gives
         from this step on (without reading the skipped part of the epoch).
     """
+    if purpose in TRAINING_STAGES and seed is None:
+        raise ValueError(f"a {purpose!r} dataset needs a seed")
+    if purpose in EVALUATION_STAGES and (seed is not None or start_step):
+        raise ValueError(
+            f"a {purpose!r} pass reads every example once, in order: it takes no seed or start_step"
+        )
+    if purpose not in TRAINING_STAGES and purpose not in EVALUATION_STAGES:
+        raise ValueError(f"unknown dataset purpose {purpose!r}; expected one of {PURPOSES}")
+    config = InputConfig.from_any(config)
+    process_index, process_count = _process_info(process_index, process_count)
+    builder = dataset_builder(config, data_dir, dataset)
     if purpose in TRAINING_STAGES:
-        if seed is None:
-            raise ValueError(f"a {purpose!r} dataset needs a seed")
         return _training_batches(
             TRAINING_STAGES[purpose],
             config,
-            split=split,
-            data_dir=data_dir,
-            dataset=dataset,
-            batch_size_per_host=batch_size_per_host,
+            builder,
+            split,
+            batch_size_per_host,
             seed=seed,
             process_index=process_index,
             process_count=process_count,
             start_step=start_step,
         )
-    if purpose in EVALUATION_STAGES:
-        if seed is not None or start_step:
-            raise ValueError(
-                f"a {purpose!r} pass reads every example once, in order: it takes no seed or "
-                "start_step"
-            )
-        return _evaluation_batches(
-            EVALUATION_STAGES[purpose],
-            config,
-            split=split,
-            data_dir=data_dir,
-            dataset=dataset,
-            batch_size_per_host=batch_size_per_host,
-            process_index=process_index,
-            process_count=process_count,
-        )
-    raise ValueError(f"unknown dataset purpose {purpose!r}; expected one of {PURPOSES}")
+    return _evaluation_batches(
+        EVALUATION_STAGES[purpose],
+        config,
+        builder,
+        split,
+        batch_size_per_host,
+        process_index=process_index,
+        process_count=process_count,
+    )
 
 
 def _process_info(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -141,20 +141,16 @@ def _dataset_options() -> tf.data.Options:
 
 def _training_batches(
     example_fn,
-    config: Any,
-    *,
+    config: InputConfig,
+    builder: Any,
     split: str,
-    data_dir: str | None,
-    dataset: PreparedDataset | None,
     batch_size_per_host: int,
+    *,
     seed: int,
-    process_index: int | None,
-    process_count: int | None,
+    process_index: int,
+    process_count: int,
     start_step: int,
 ) -> TrainingBatches:
-    config = InputConfig.from_any(config)
-    process_index, process_count = _process_info(process_index, process_count)
-    builder = dataset_builder(config, data_dir, dataset)
     records = split_records(builder, split, config, process_index, process_count)
     start_position = start_step * batch_size_per_host
     stream = record_stream.training_records(
@@ -195,18 +191,14 @@ def _training_batches(
 
 def _evaluation_batches(
     example_fn,
-    config: Any,
-    *,
+    config: InputConfig,
+    builder: Any,
     split: str,
-    data_dir: str | None,
-    dataset: PreparedDataset | None,
     batch_size_per_host: int,
-    process_index: int | None,
-    process_count: int | None,
+    *,
+    process_index: int,
+    process_count: int,
 ) -> EvaluationBatches:
-    config = InputConfig.from_any(config)
-    process_index, process_count = _process_info(process_index, process_count)
-    builder = dataset_builder(config, data_dir, dataset)
     all_hosts = [
         split_records(builder, split, config, host, process_count) for host in range(process_count)
     ]

@@ -31,13 +31,17 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import shutil
+
+from tqdm import tqdm
 
 from data_pipeline import atomic_file, decode_cache
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError, one_line
 
-# TensorFlow and the builders are imported lazily: the spawned decode workers re-import this
-# module and must stay light (PyAV + numpy only).
+# TensorFlow, TFDS and the builders (which load both) are imported inside the functions that use
+# them: the spawned decode workers re-import this module (and `stica_jax.prepare`, the command's
+# module, as their main) and must stay light (PyAV + numpy only).
 
 
 @dataclasses.dataclass
@@ -57,7 +61,7 @@ class PreparationReport:
 def _builders(
     name: str, data_dir: str, config: str | None, short_side: int | None, min_seconds: float | None
 ):
-    from data_pipeline.builders import BUILDERS
+    from data_pipeline.builders import BUILDERS  # Late: TensorFlow (the note at the top).
 
     builder_class = BUILDERS[name]
     builders = []
@@ -100,15 +104,13 @@ def _list_media(name: str, builders, manual_dir: str) -> list[dict]:
 
 def _default_workers() -> int:
     """One decode process per CPU core this process may use (`records.cpu_cores`)."""
-    from data_pipeline.records import cpu_cores
+    from data_pipeline.records import cpu_cores  # Late: TensorFlow (the note at the top).
 
     return cpu_cores()
 
 
 def _decode_all(jobs: list[tuple[str, decode_cache.CacheEntry]], settings, num_workers: int) -> int:
     """Decodes the not-yet-cached `jobs` (source path, cache entry); returns how many."""
-    from tqdm import tqdm
-
     pending = [(path, entry) for path, entry in jobs if not entry.is_done()]
     print(
         f"{len(jobs)} files, {len(jobs) - len(pending)} already decoded, {len(pending)} to decode "
@@ -150,7 +152,7 @@ SUMMARY_COLUMNS = {
 
 def _summary_table(title: str, outcomes: dict[str, collections.Counter], kept_silent: bool) -> str:
     """The per-split table `prepare` prints: prepared files and skipped ones by reason."""
-    from data_pipeline.media_builder import KEPT_SILENT
+    from data_pipeline.media_builder import KEPT_SILENT  # Late: TensorFlow (the note at the top).
 
     headers = ["split", "listed", "prepared", *SUMMARY_COLUMNS]
     rows = []
@@ -179,7 +181,7 @@ def _summary_table(title: str, outcomes: dict[str, collections.Counter], kept_si
 def _write_skip_report(builder, outcomes, report: PreparationReport) -> str:
     """`skipped_files.tsv` in the dataset's directory: a row per item not prepared as it was
     (skipped, or kept without its silent audio)."""
-    from data_pipeline.media_builder import KEPT_SILENT
+    from data_pipeline.media_builder import KEPT_SILENT  # Late: TensorFlow (the note at the top).
 
     rows = [
         (split, key, outcome, detail)
@@ -204,8 +206,6 @@ SKIP_REPORT = "skipped_files.tsv"
 def _clear_unwritten(builder) -> None:
     """Removes a version directory that holds only a skip report of a run that wrote no dataset:
     TFDS would take its existence for a prepared dataset and never write it."""
-    import shutil
-
     path = os.fspath(builder.data_dir)
     if os.path.isdir(path) and not builder.is_prepared() and set(os.listdir(path)) <= {SKIP_REPORT}:
         shutil.rmtree(path)
@@ -215,7 +215,7 @@ def _write_dataset(builder, manual_dir: str, usable: dict[str, int]) -> dict[str
     """Writes `builder`'s TFDS dataset; an existing one is rewritten when its split sizes are no
     longer what the manual dir gives (files added since, or a split now usable). Returns the
     written split sizes."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # Late: TFDS (the note at the top).
 
     _clear_unwritten(builder)
     mode = None
@@ -260,7 +260,7 @@ def prepare(
     data_dir = resolve_data_dir(data_dir)
     report = PreparationReport()
     if name == "av_digits":
-        from data_pipeline import av_digits
+        from data_pipeline import av_digits  # Late: TensorFlow (the note at the top).
 
         builder = av_digits.ensure_prepared(data_dir)
         report.examples["default"] = {
@@ -268,6 +268,7 @@ def prepare(
         }
         return report
 
+    # Late: TensorFlow (the note at the top).
     from data_pipeline.media_builder import KEPT_SILENT, item_outcomes, outcome_counts
 
     builders = _builders(name, data_dir, config, short_side, min_seconds)

@@ -47,11 +47,12 @@ def _cpp_info_lines_dropped():
                     os.write(2, line)
 
 
+# Module level, in a branch (no function): TensorFlow loads quietly when asked to and not loaded.
 if _quiet_requested() and "tensorflow" not in sys.modules:
     with _cpp_info_lines_dropped():
-        import tensorflow as tf
+        import tensorflow as tf  # Its start-up INFO lines dropped (the module docstring).
 else:
-    import tensorflow as tf
+    import tensorflow as tf  # Verbose by request, or already loaded: as it is.
 
 try:
     tf.config.set_visible_devices([], "GPU")

@@ -17,6 +17,7 @@ wording (spec §6: crop pairs, detached keys); `docs/ablations.md` holds a measu
 
 import os
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -40,8 +41,6 @@ def main(argv: list[str]) -> None:
     from data_pipeline import tensorflow_cpu  # noqa: F401
 
     configs = ablation.plan(baseline, _VARIANTS.value, _SEEDS.value)
-    import jax
-
     if jax.config.jax_compilation_cache_dir is None:
         # The seeds of a variant compile the same programs: compile them once.
         jax.config.update("jax_compilation_cache_dir", os.path.join(_WORKDIR.value, "jax_cache"))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -129,6 +130,8 @@ def variant_configs(
 
 def run_one(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train and probe one (variant, seed) into `workdir`; reuse its `result.json` if present."""
+    # Late: train loads TensorFlow (clu, tf.data), after `stica_jax.ablate` quieted the console
+    # and hid the GPUs from it (`data_pipeline.tensorflow_cpu`).
     from stica_jax import train
 
     path = os.path.join(workdir, "result.json")
@@ -190,9 +193,7 @@ def plan(
 
     Raises AblationError naming the variant for anything that cannot run, before any training.
     """
-    import jax
-
-    from stica_jax import train
+    from stica_jax import train  # Late: TensorFlow (see `run_one`).
 
     if seeds < 1:
         raise AblationError(f"--seeds={seeds} must be at least 1")

@@ -27,6 +27,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from data_pipeline import atomic_file
 from data_pipeline.console import UNRETRIEVED_ASYNC_ERRORS
@@ -373,8 +374,6 @@ def _move_aside(directory: epath.Path, step: int) -> str:
         n += 1
         target = directory / f"{step}{CORRUPT_SUFFIX}.{n}"
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(f"checkpoint {step} named")  # all named it alike
     if jax.process_index() == 0:
         source.rename(target)

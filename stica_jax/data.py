@@ -18,7 +18,9 @@ it.
 import jax
 import ml_collections
 from absl import logging
+from jax.experimental import multihost_utils
 
+from data_pipeline import av_digits
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.datasets import (
     DatasetNotPreparedError,
@@ -39,8 +41,6 @@ __all__ = [
 
 def av_digits_spec(config: ml_collections.ConfigDict):
     """The `AvDigitsSpec` of a run's `config.av_digits` (the defaults when absent)."""
-    from data_pipeline import av_digits
-
     return av_digits.AvDigitsSpec(**config.get("av_digits", {}))
 
 
@@ -67,13 +67,9 @@ def open_run_dataset(config: ml_collections.ConfigDict, name: str) -> PreparedDa
     if name.split("/")[0] == "av_digits":
         spec = av_digits_spec(config)
         if name in ("av_digits", f"av_digits/{spec.config_name()}"):
-            from data_pipeline import av_digits
-
             if jax.process_index() == 0:
                 av_digits.ensure_prepared(data_dir, spec)
             if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
                 multihost_utils.sync_global_devices("av_digits prepared")
     return open_dataset(name, data_dir)
 

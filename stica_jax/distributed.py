@@ -4,6 +4,8 @@ import os
 
 import jax
 import numpy as np
+from jax._src.distributed import global_state
+from jax.experimental import multihost_utils
 
 
 def on_cloud_tpu_pod() -> bool:
@@ -69,8 +71,6 @@ def first_failure(message: str | None, *, topic: str) -> tuple[int, str] | None:
     """
     if jax.process_count() == 1:
         return None if message is None else (0, message)
-    from jax._src.distributed import global_state
-
     me = jax.process_index()
     if message is not None:
         key = _FAILURE_KEY.format(topic=topic, process=me)
@@ -87,6 +87,4 @@ def first_failure(message: str | None, *, topic: str) -> tuple[int, str] | None:
 
 def _gather_flags(flag: bool) -> np.ndarray:
     """`flag` of every process, in process order (an all-gather of one int32 per process)."""
-    from jax.experimental import multihost_utils
-
     return multihost_utils.process_allgather(np.asarray(flag, np.int32))

@@ -33,6 +33,8 @@ _MIN_SECONDS = flags.DEFINE_float("min_seconds", None, "Skip media shorter than 
 
 
 def main(argv: list[str]) -> None:
+    # Late: the builders load TensorFlow, and the spawned decode workers re-import this module
+    # (their main) and must stay light (`data_pipeline.prepare`).
     from data_pipeline.builders import BUILDERS
 
     names = ", ".join(BUILDERS)

@@ -40,9 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipeline.audio_frontends import check_audio_frontend, num_spectrogram_frames
+from data_pipeline.datasets import open_dataset
 from stica_jax import loop, step as step_lib
 from stica_jax.errors import ConfigError
 from stica_jax.evaluate import results as results_lib
@@ -300,8 +302,6 @@ def finished_folds(workdir: str, folds: list[int]) -> dict[int, dict[str, float]
     local = {f: results_lib.read_fold(workdir, f) for f in folds}
     if jax.process_count() == 1:
         return {f: m for f, m in local.items() if m is not None}
-    from jax.experimental import multihost_utils
-
     top1s = np.array([np.nan if local[f] is None else local[f]["top1"] for f in folds])
     top1s = np.asarray(multihost_utils.broadcast_one_to_all(top1s))
     # A host that reads the file keeps its exact value (the broadcast may round to float32).
@@ -332,7 +332,6 @@ def run_audio_protocol(
       The results.json dict (`stica_jax.evaluate.results`).
     """
     from data_pipeline import pipeline  # TensorFlow only when evaluating with real data.
-    from data_pipeline.datasets import open_dataset
 
     mesh = mesh or step_lib.make_mesh()
     validate_audio_config(config, model, num_devices=mesh.size, num_processes=jax.process_count())

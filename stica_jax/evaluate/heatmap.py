@@ -39,8 +39,9 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from data_pipeline import atomic_file
+from data_pipeline import atomic_file, media_decode
 from data_pipeline.errors import UserError
+from stica_jax.evaluate import init as init_lib
 
 
 class HeatmapError(UserError, ValueError):
@@ -83,8 +84,6 @@ class ClipInputs:
 
 def decode_video(path: str, input_config: Any, decode_short_side: int = 128):
     """(JPEG frames at the model's fps, int16 mono audio) of a media file, or `HeatmapError`."""
-    from data_pipeline import media_decode
-
     if not os.path.isfile(path):
         raise HeatmapError(f"video not found: {path}")
     settings = media_decode.DecodeSettings(
@@ -113,6 +112,8 @@ def clip_inputs(
       input_config: the model's input settings (an `InputConfig` or a config holding its fields).
       short_side: the network's input short side; 0 = `input_config.eval_short_side`.
     """
+    # Late: these load TensorFlow. `stica_jax.heatmap` imports this module at its top, before
+    # `cli.run` quiets the console and `data_pipeline.tensorflow_cpu` hides the GPUs from TF.
     from data_pipeline import stages
     from data_pipeline.augment import normalize
     from data_pipeline.input_config import InputConfig
@@ -312,8 +313,6 @@ def write_heatmaps(
 def load_model(config: ml_collections.ConfigDict) -> tuple[nnx.Module, dict[str, Any]]:
     """(the pretrained STiCA, its input settings) from `config.init.workdir`
     (`stica_jax.evaluate.init`, the loader of every protocol)."""
-    from stica_jax.evaluate import init as init_lib
-
     workdir = config.init.workdir
     if not workdir:
         raise HeatmapError("give the pretrained model: --config.init.workdir=DIR")

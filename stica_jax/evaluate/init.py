@@ -53,12 +53,15 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import jax
 import ml_collections
 from flax import nnx
 
 from data_pipeline.errors import first_line, one_line
 from stica_jax import restore
 from stica_jax.errors import ConfigError
+from stica_jax.export import from_torch, torch_names, weight_files
+from stica_jax.models import build_model
 
 # The key prefixes of an official GDT / STiCA checkpoint (after DDP's `module.`, which
 # `weight_files.read_state_dict` drops): facebookresearch/GDT model.py.
@@ -175,8 +178,6 @@ def _set_audio_frontend(config: ml_collections.ConfigDict, frontend: str) -> Non
 def build_eval_model(config: ml_collections.ConfigDict) -> nnx.Module:
     """The STiCA of `config.model`, randomly initialised from `config.seed`, without crops
     (evaluation never crops), in eval mode."""
-    from stica_jax.models import build_model
-
     model = build_model(config.model, None, rngs=nnx.Rngs(config.get("seed", 0)))
     model.eval()
     return model
@@ -239,8 +240,6 @@ def load_pretrained(
 
 
 def _load_torch(config: ml_collections.ConfigDict, input_from_source: bool) -> Pretrained:
-    from stica_jax.export import from_torch, torch_names, weight_files
-
     path, prefix = config.init.torch, config.init.get("prefix", "")
     prefix = prefix.removeprefix("module.")  # read_state_dict drops DDP's "module." first
     if not os.path.exists(path):
@@ -349,8 +348,6 @@ def _imported_keys(
     model: nnx.Module, parts: Mapping[str, str], keys: set[str]
 ) -> dict[str, set[str]]:
     """{tower: the file's keys its backbone took}: the name table's keys under its prefix."""
-    from stica_jax.export import torch_names
-
     tables = {
         "video": lambda: torch_names.r2plus1d18_entries(model.video_backbone),
         "audio": lambda: torch_names.audio_resnet9_entries(model.audio_backbone),
@@ -422,8 +419,6 @@ def _load_line(
 
 def _print_chief(line: str) -> None:
     """`line` on stdout, from the first host only (every host loads the model)."""
-    import jax
-
     if jax.process_index() == 0:
         print(line, flush=True)
 
@@ -442,8 +437,6 @@ def _load_export(
     config: ml_collections.ConfigDict, path: str, info: dict[str, Any], input_from_source: bool
 ) -> Pretrained:
     """An export directory of ours: the architecture (and input) from its manifest's config."""
-    from stica_jax.export import from_torch, torch_names
-
     manifest_path = os.path.join(path, torch_names.MANIFEST_FILE)
     if not os.path.isfile(manifest_path):
         raise InitError(

@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 
 from stica_jax.errors import ConfigError
-from stica_jax.evaluate import init as init_lib
+from stica_jax.evaluate import audio, finetune, init as init_lib
 
 PROTOCOLS = ("finetune", "linear", "audio")
 
@@ -35,8 +35,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     config = pretrained.config
     os.makedirs(workdir, exist_ok=True)
     if protocol == "audio":
-        from stica_jax.evaluate import audio
-
         pretrained.require("audio", protocol)
         return audio.run_audio_protocol(
             config,
@@ -45,6 +43,4 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             data_dir=config.get("data_dir") or None,
             init=pretrained.info,
         )
-    from stica_jax.evaluate import finetune
-
     return finetune.run_video_protocol(config, pretrained, workdir=workdir)

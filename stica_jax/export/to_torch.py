@@ -36,6 +36,7 @@ from stica_jax.export.torch_names import (
     require_torchvision_video,
     variable_at,
 )
+from stica_jax.models import build_train_model
 from stica_jax.models.classifier import VideoClassifier
 from stica_jax.models.heads import ProjectionHead
 from stica_jax.models.stica import STiCA
@@ -257,8 +258,6 @@ def export_from_workdir(workdir: str, out_dir: str, step: int | None = None) -> 
 def export_from_config(config: Any, out_dir: str, seed: int = 0) -> dict[str, Any]:
     """Export a freshly initialised model of `config` (to check a PyTorch setup): a STiCA, or
     a `VideoClassifier` for a `mode="supervised"` config."""
-    from stica_jax.models import build_train_model
-
     model = build_train_model(config, rngs=nnx.Rngs(seed))
     model.eval()
     return export_model(model, config, out_dir, step=0)

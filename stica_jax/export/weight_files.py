@@ -61,7 +61,7 @@ def _unpickling_detail(error: Exception) -> str:
 
 
 def _torch_checkpoint(path: pathlib.Path) -> Checkpoint:
-    try:
+    try:  # Late: torch is optional (the `torch` extra) and heavy; only a PyTorch file needs it.
         import torch
     except ImportError as e:  # pragma: no cover - the `torch` extra is missing
         raise WeightFileError(

@@ -7,6 +7,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from stica_jax import cli
+from stica_jax.models.summary import format_summary, summarize
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 flags.mark_flags_as_required(["config"])
@@ -15,8 +16,6 @@ flags.mark_flags_as_required(["config"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from stica_jax.models.summary import format_summary, summarize
-
     print(format_summary(summarize(_CONFIG.value)))
 
 

@@ -131,12 +131,12 @@ def test_a_prepared_dataset_holds_its_builder_sizes_and_classes(digits_dir, tiny
     [
         (
             "stica_ucf101/fold1",
-            r"prepare it with: python -m data_pipeline\.prepare ucf101 --manual_dir=\S+ "
+            r"prepare it with: python -m stica_jax\.prepare ucf101 --manual_dir=\S+ "
             r"--data_dir={data_dir}$",
         ),
         (
             "av_digits",
-            r"prepare it with: python -m data_pipeline\.prepare av_digits --data_dir={data_dir}$",
+            r"prepare it with: python -m stica_jax\.prepare av_digits --data_dir={data_dir}$",
         ),
         ("av_digits/custom_1_2", r"generate it with data_pipeline\.av_digits\.ensure_prepared"),
         ("mnist_typo", r"no stica_jax builder makes it \(known: av_digits, stica_dcase2014"),

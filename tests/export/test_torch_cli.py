@@ -6,7 +6,6 @@ import pathlib
 import stat
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -73,12 +72,11 @@ def test_workdir_export_restores_the_checkpoint(monkeypatch, tmp_path):
         model = nnx.eval_shape(lambda: build_model(config.model, config.crops, rngs=nnx.Rngs(0)))
         return config, model, 1000
 
-    fake = types.ModuleType("stica_jax.restore")
-    fake.restore_model = restore_model
-    monkeypatch.setitem(sys.modules, "stica_jax.restore", fake)
-    import stica_jax
+    from stica_jax import restore
+    from stica_jax.export import to_torch
 
-    monkeypatch.setattr(stica_jax, "restore", fake, raising=False)
+    assert to_torch.restore is restore  # the module export_from_workdir restores through
+    monkeypatch.setattr(restore, "restore_model", restore_model)
     # The tiny model is refused, after the checkpoint was asked for the right step.
     with pytest.raises(export.UnsupportedArchitectureError, match="no torchvision counterpart"):
         export.export_from_workdir("/some/workdir", str(tmp_path), step=1000)
