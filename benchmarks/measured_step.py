@@ -38,7 +38,7 @@ def load_config(tiny: bool, dtype: str | None = None) -> Any:
     return config
 
 
-def make_optimizer() -> Any:
+def benchmark_optimizer() -> Any:
     """The pretraining optimizer (torch-style SGD + momentum + weight decay), warmup schedule."""
     schedule = step.learning_rate_schedule(
         base_lr=0.01, warmup_start_lr=0.0, warmup_steps=100, total_steps=10_000
@@ -106,7 +106,7 @@ def lower_step(
 ) -> Any:
     """The train step lowered from shapes with the shardings `train_step.run_batch_size` places
     data with, so its compilation is the one a timing process looks up in the persistent cache."""
-    optimizer = make_optimizer()
+    optimizer = benchmark_optimizer()
     graphdef, state = abstract_train_state(config, optimizer, options)
     replicated = NamedSharding(mesh, P())
     state = jax.tree.map(

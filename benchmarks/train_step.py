@@ -68,9 +68,9 @@ from benchmarks.measured_step import (
     ModelOptions,
     abstract_batch,
     abstract_train_state,
+    benchmark_optimizer,
     load_config,
     lower_step,
-    make_optimizer,
     new_model,
 )
 from data_pipeline import atomic_file
@@ -165,7 +165,7 @@ def step_macs(
     which are not model FLOPs.
     """
     del options  # the useful work does not depend on the options
-    optimizer = make_optimizer()
+    optimizer = benchmark_optimizer()
     graphdef, state = abstract_train_state(config, optimizer)
     batch = abstract_batch(config, per_device_batch * mesh.size)
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if args.compile_only:
         return compile_only(config, mesh, args, options, header, t_start)
-    optimizer = make_optimizer()
+    optimizer = benchmark_optimizer()
     # Initialised op by op on the host CPU (fast there; on a GPU each op would compile), then
     # kept as numpy: every batch size gets a fresh replicated copy (the step donates it).
     with jax.default_device(_host_cpu()):

@@ -324,10 +324,9 @@ def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
 
     Not a `jnp.where(ok, ·, ·)` per leaf: XLA fuses the scalar `and` chain behind `ok` (one
     term per leaf, from `all_finite`) into every leaf's select, a copy per leaf, so the program
-    grows with the square of the number of leaves. For the tiny test network (~360 leaves) that
-    was 270k of the train step's 330k optimized HLO lines, and 110 of its 140 s CPU compile
-    (tests/test_keep_if.py measures the growth). A conditional is not fused into its users:
-    `ok` is computed once.
+    grows with the square of the number of leaves, and so does its compile time
+    (tests/test_keep_if.py checks the growth; benchmarks/RESULTS.md has the numbers). A
+    conditional is not fused into its users: `ok` is computed once.
     """
     return jax.lax.cond(ok, lambda n, o: n, lambda n, o: o, new, old)
 

@@ -268,7 +268,7 @@ def test_shape_only_lowering_is_the_timed_program():
     options = measured_step.ModelOptions(bn_one_pass=True)
     from_shapes = measured_step.lower_step(config, mesh, 2, options).as_text()
 
-    optimizer = measured_step.make_optimizer()
+    optimizer = measured_step.benchmark_optimizer()
     graphdef, state = step.init_train_state(measured_step.new_model(config, 0, options), optimizer)
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(state, replicated)

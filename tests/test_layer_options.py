@@ -178,21 +178,27 @@ def test_one_pass_step_is_device_count_invariant_and_per_device_bn_runs():
 
 def test_the_performance_fields_of_a_config_reach_the_trained_model():
     """`config.performance` (configs/sota.py) is what `models.build_train_model` builds: every
-    BatchNorm and convolution of the model gets the configured option, and the model's output
-    stays the default model's (the reference, tested against torchvision elsewhere) to float32
-    rounding."""
+    BatchNorm and convolution of the model gets the configured option (each option's numbers
+    are checked against their references by the tests above), and the defaults leave the
+    layers as they are."""
     from stica_jax.models import build_train_model
 
+    def built(config):
+        model = nnx.eval_shape(
+            lambda: build_train_model(config, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(0))
+        )
+        norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
+        convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, Conv)]
+        assert norms and convs
+        return norms, convs
+
     config = tiny_config()
-    default = build_train_model(config, rngs=nnx.Rngs(0))
+    norms, convs = built(config)  # the defaults: two-pass SyncBN, unpadded channels
+    assert not any(m.use_fast_variance for m in norms)
+    assert all(m.axis_name == step.MESH_AXIS for m in norms)
+    assert all(m.channel_multiple == 0 for m in convs)
     p = config.performance
     p.bn_one_pass, p.bn_sync, p.conv_channel_multiple = True, "device", 8
-    model = build_train_model(config, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(0))
-    norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
-    convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, Conv)]
-    assert norms and all(m.use_fast_variance and m.axis_name is None for m in norms)
-    assert convs and all(m.channel_multiple == 8 for m in convs)
-    # Train mode: batch statistics, so the one-pass path runs (eval mode uses running ones).
-    video = jnp.asarray(random_batch(config, 4)["video1"])
-    out, ref = (m.video_backbone(video) for m in (model, default))
-    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=2e-4)
+    norms, convs = built(config)
+    assert all(m.use_fast_variance and m.axis_name is None for m in norms)
+    assert all(m.channel_multiple == 8 for m in convs)

@@ -102,7 +102,7 @@ def trainable_filter(train_backbone: bool):
 FROZEN_IN_LINEAR_PROBE = ("video_backbone", "video_pooling")
 
 
-def make_train_step(
+def fold_train_step(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
@@ -305,7 +305,7 @@ def run_fold(
     )
 
     # -- Steps --------------------------------------------------------------------------------
-    train_step = make_train_step(graphdef, optimizer, mesh, train_backbone=train_backbone)
+    train_step = fold_train_step(graphdef, optimizer, mesh, train_backbone=train_backbone)
     logits_fn = make_view_logits_fn(graphdef, mesh)
     writer = metric_writers.create_default_writer(fold_dir, just_logging=not is_chief)
 

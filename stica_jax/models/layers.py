@@ -38,9 +38,9 @@ class Conv(nnx.Module):
     Parameters are `kernel` of shape `kernel_size + (in, out)`, initialised like torchvision
     (and like `nnx.Conv` with the same key). A 3-D kernel that spans only space `(1, kh, kw)`
     or only time `(kt, 1, 1)` — every convolution of R(2+1)D — runs as a 2-D convolution over
-    `[B·T, H, W]` or `[B, T, H·W]`: the same sums, 4-15× faster forward + backward on XLA:CPU
-    and 1.8-2.4× at SOTA shapes on an H100 than a 3-D convolution (`benchmarks/conv2plus1d.py`,
-    numbers in `benchmarks/RESULTS.md`).
+    `[B·T, H, W]` or `[B, T, H·W]`: the same sums, and several times faster forward + backward
+    than a 3-D convolution on CPUs and GPUs (`benchmarks/conv2plus1d.py`; the numbers are in
+    `benchmarks/RESULTS.md`).
     """
 
     def __init__(

@@ -231,7 +231,7 @@ def train_a_few_steps(train_backbone: bool):
     before = jax.device_get(state)
     mesh = step_lib.make_mesh(jax.devices()[:2])
     state = jax.device_put(state, NamedSharding(mesh, P()))
-    train_step = finetune.make_train_step(graphdef, optimizer, mesh, train_backbone=train_backbone)
+    train_step = finetune.fold_train_step(graphdef, optimizer, mesh, train_backbone=train_backbone)
     rng = np.random.default_rng(1)
     for step in range(3):
         batch = {
