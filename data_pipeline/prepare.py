@@ -39,6 +39,10 @@ from data_pipeline import atomic_file, decode_cache
 from data_pipeline.data_dir import resolve_data_dir
 from data_pipeline.errors import UserError, one_line
 
+# The names of `data_pipeline.builders.BUILDERS`, listed here so that the command reports a wrong
+# NAME before the builders load TensorFlow (tests/test_commands.py checks that the two agree).
+DATASETS = ("av_digits", "kinetics400", "ucf101", "hmdb51", "esc50", "dcase2014")
+
 # TensorFlow, TFDS and the builders (which load both) are imported inside the functions that use
 # them: the spawned decode workers re-import this module (and `stica_jax.prepare`, the command's
 # module, as their main) and must stay light (PyAV + numpy only).

@@ -17,11 +17,10 @@ wording (spec §6: crop pairs, detached keys); `docs/ablations.md` holds a measu
 
 import os
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from stica_jax import ablation, cli
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "One subdirectory per variant and seed.")
@@ -37,8 +36,12 @@ def main(argv: list[str]) -> None:
     baseline = _CONFIG.value
     if baseline is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required")
-    # Before anything imports TensorFlow (train does, through its libraries): hide the GPUs.
+    # Late: a usage error is reported before JAX and the trainer load; and before anything
+    # imports TensorFlow (train does, through its libraries), the GPUs are hidden from it.
+    import jax
+
     from data_pipeline import tensorflow_cpu  # noqa: F401
+    from stica_jax import ablation
 
     configs = ablation.plan(baseline, _VARIANTS.value, _SEEDS.value)
     if jax.config.jax_compilation_cache_dir is None:

@@ -8,11 +8,10 @@ fix (a flag, a config value, a dataset to prepare) are one line on stderr with e
 `--verbosity=0` shows the INFO logs of every library (`stica_jax.cli`).
 """
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from stica_jax import cli, distributed
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, TensorBoard and config go here.")
@@ -32,6 +31,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Late: a usage error (a flag, a missing config) is reported before JAX and the model code
+    # load, in a fraction of a second instead of seconds.
+    import jax
+
+    from stica_jax import distributed
+
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
 

@@ -33,16 +33,12 @@ _MIN_SECONDS = flags.DEFINE_float("min_seconds", None, "Skip media shorter than 
 
 
 def main(argv: list[str]) -> None:
-    # Late: the builders load TensorFlow, and the spawned decode workers re-import this module
-    # (their main) and must stay light (`data_pipeline.prepare`).
-    from data_pipeline.builders import BUILDERS
-
-    names = ", ".join(BUILDERS)
+    names = ", ".join(prepare.DATASETS)
     if len(argv) != 2:
         given = f"; got {' '.join(argv[1:])}" if len(argv) > 2 else ""
         raise app.UsageError(f"give one dataset NAME, one of {names}{given}")
     name = argv[1]
-    if name not in BUILDERS:
+    if name not in prepare.DATASETS:
         raise app.UsageError(f"unknown dataset {name!r}: NAME is one of {names}")
     if name != "av_digits" and not _MANUAL_DIR.value:
         raise app.UsageError(f"{name} needs --manual_dir")

@@ -142,3 +142,12 @@ def test_the_model_summary_runs_as_a_newcomer_runs_it(tmp_path):
         "stica_jax.models: error: --config=nope.py: no such config file"
     ]
     assert os.listdir(cwd) == []
+
+
+def test_prepare_names_the_datasets_of_the_builders():
+    """`python -m stica_jax.prepare` checks NAME against `data_pipeline.prepare.DATASETS` (no
+    TensorFlow before a usage error); it must be the builders' list."""
+    from data_pipeline import prepare
+    from data_pipeline.builders import BUILDERS
+
+    assert prepare.DATASETS == tuple(BUILDERS)

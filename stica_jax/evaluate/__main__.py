@@ -12,8 +12,7 @@ are one line with exit status 2 (`stica_jax.cli`).
 from absl import app, flags
 from ml_collections import config_flags
 
-from stica_jax import cli, distributed
-from stica_jax.evaluate import run
+from stica_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Evaluation config (configs/eval/*.py).", lock_config=True
@@ -28,6 +27,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Late: a usage error (a flag, a missing config) is reported before JAX and the model code
+    # load, in a fraction of a second instead of seconds.
+    from stica_jax import distributed
+
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if _CONFIG.value.init.get("torch"):
         try:  # a PyTorch file may need torch, which must come before TensorFlow (triton)
@@ -35,6 +38,7 @@ def main(argv):
         except ImportError:
             pass
     from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
+    from stica_jax.evaluate import run
 
     run.evaluate(_CONFIG.value, _WORKDIR.value)
 
