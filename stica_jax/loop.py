@@ -284,7 +284,6 @@ def train(
     """
     manager = saver.manager
     is_chief = jax.process_index() == 0
-    prefix = describe(start_step)
     pending: list[dict[str, jax.Array]] = []
     last_time, last_step = time.time(), start_step
     scalars: dict[str, float] = {}
