@@ -17,7 +17,7 @@ and sums their time per category:
   other           anything else
 
 Kernel names decide (`categorize`); for an XLA operation whose name says nothing (`fusion.12`,
-`ynn_fusion.3`), the category of that instruction in the optimised HLO (`hlo_stats.categories`)
+`ynn_fusion.3`), the category of that instruction in the optimised HLO (`hlo.categories`)
 does, when `--hlo` (or `hlo_categories=`) gives it.
 """
 
@@ -29,7 +29,7 @@ import re
 import sys
 from typing import Any
 
-from benchmarks import hlo_stats
+from stica_jax import hlo
 
 CATEGORIES = (
     "convolution",
@@ -230,12 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1, help="steps the trace holds")
     p.add_argument("--hlo", default=None, help="optimised HLO text (.txt or .txt.gz)")
     args = p.parse_args(argv)
-    hlo = None
+    categories = None
     if args.hlo:
         opener = gzip.open if args.hlo.endswith(".gz") else open
         with opener(args.hlo, "rt") as f:
-            hlo = hlo_stats.categories(f.read())
-    print(format_summary(summarize_trace(args.trace, steps=args.steps, hlo_categories=hlo)))
+            categories = hlo.categories(f.read())
+    summary = summarize_trace(args.trace, steps=args.steps, hlo_categories=categories)
+    print(format_summary(summary))
     return 0
 
 

@@ -63,7 +63,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from benchmarks import hlo_stats, profile_summary
+from benchmarks import profile_summary
 from benchmarks.measured_step import (
     ModelOptions,
     abstract_batch,
@@ -75,7 +75,7 @@ from benchmarks.measured_step import (
 )
 from data_pipeline import atomic_file
 from data_pipeline.errors import error_line
-from stica_jax import step
+from stica_jax import hlo, step
 from stica_jax.models.layers import BATCH_NORM_SYNC
 from stica_jax.models.summary import count_macs
 from stica_jax.shapes import input_shapes
@@ -313,8 +313,8 @@ def run_batch_size(
     hlo = None
     if args.hlo_stats or profile_dir:
         text = compiled.as_text()
-        hlo = hlo_stats.stats(text)
-        print(hlo_stats.format_stats(hlo, f"optimised HLO ({mesh.size} devices)"), flush=True)
+        hlo = hlo.stats(text)
+        print(hlo.format_stats(hlo, f"optimised HLO ({mesh.size} devices)"), flush=True)
     # Host→device bytes and time of one global batch, video as float32 and as bfloat16.
     h2d = {}
     for dt in ("float32", "bfloat16"):
@@ -387,7 +387,7 @@ def profile_steps(compiled, state, batch, keys, args, profile_dir: str) -> dict[
     summary = profile_summary.summarize_trace(
         traces[-1],
         steps=args.profile_steps,
-        hlo_categories=hlo_stats.categories(hlo_text),
+        hlo_categories=hlo.categories(hlo_text),
     )
     print(profile_summary.format_summary(summary, title="jax.profiler"), flush=True)
     with open(os.path.join(profile_dir, "jax_profile_summary.json"), "w") as f:

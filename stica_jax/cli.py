@@ -23,7 +23,9 @@ command is `python -m stica_jax.<command>`: a module that holds the command alon
    backend 'tpu'" on every machine without one), and TensorFlow's C++ start-up lines and
    TensorFlow / TFDS Python warnings are hidden (`data_pipeline.console`). A TPU host keeps
    absl's INFO level and TensorFlow's defaults, so it logs what a pod needs. `--verbosity=0`
-   shows everything on any host.
+   shows everything on any host. A host is a TPU host when a TPU chip is attached, not when
+   libtpu is merely installed (`tpu_host`); on a machine with libtpu but neither a TPU nor a GPU,
+   JAX is kept on the CPU (`cpu_only_with_libtpu`).
 
    Orbax's background threads are quiet too unless `--verbosity` is given: a failed save or
    restore is reported by the trainer in one line (`checkpointing`), while orbax logs it with
@@ -32,6 +34,7 @@ command is `python -m stica_jax.<command>`: a module that holds the command alon
 """
 
 import functools
+import glob
 import importlib.util
 import logging as std_logging
 import os
@@ -61,8 +64,46 @@ def command_name() -> str:
 
 
 def tpu_host() -> bool:
-    """True where libtpu is installed (`jax[tpu]`), as on every Cloud TPU VM."""
+    """True on a Cloud TPU VM: libtpu installed (`jax[tpu]`) and a TPU chip attached.
+
+    libtpu alone is not a TPU: it is also installed on CPU machines for
+    `python -m stica_jax.compile_check` (the `tpu` and `test` extras)."""
+    return _libtpu_installed() and tpu_chips_attached()
+
+
+# PCI device ids of TPU chips (vendor Google, 0x1ae0), as JAX reads them to decide whether to
+# start its TPU backend (`jax._src.hardware_utils`): v3, v4, v5p, v5e, v6e, TPU7x and one more.
+_GOOGLE_PCI_VENDOR = "0x1ae0"
+_TPU_PCI_DEVICES = {"0x0027", "0x0056", "0x005e", "0x0062", "0x0063", "0x006f", "0x0076"}
+
+
+def tpu_chips_attached(pci_root: str = "/sys/bus/pci/devices") -> bool:
+    """True when a TPU chip is on this machine's PCI bus."""
+    for device in glob.glob(os.path.join(pci_root, "*")):
+        try:
+            with open(os.path.join(device, "vendor")) as f:
+                vendor = f.read().strip()
+            with open(os.path.join(device, "device")) as f:
+                device_id = f.read().strip()
+        except OSError:
+            continue
+        if vendor == _GOOGLE_PCI_VENDOR and device_id in _TPU_PCI_DEVICES:
+            return True
+    return False
+
+
+def _libtpu_installed() -> bool:
     return importlib.util.find_spec("libtpu") is not None
+
+
+def cpu_only_with_libtpu() -> bool:
+    """libtpu installed on a machine with neither a TPU nor an NVIDIA GPU.
+
+    There JAX would try to start a TPU backend and libtpu prints a screen of start-up errors
+    (no TPU worker hostnames, no accelerator type) before JAX falls back to the CPU;
+    `run` keeps JAX on the CPU instead."""
+    gpu = any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/dxg"))
+    return _libtpu_installed() and not gpu and not tpu_chips_attached()
 
 
 def quiet_console() -> None:
@@ -118,6 +159,10 @@ def _hiding_closed_event_loops(unraisablehook):
 def _run_main(main: Callable[[list[str]], Any], argv: list[str]) -> Any:
     if not flags.FLAGS["verbosity"].present and not tpu_host():
         quiet_console()
+    if cpu_only_with_libtpu() and "JAX_PLATFORMS" not in os.environ:
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        if "jax" in sys.modules:  # read at import: a config file may have imported JAX
+            sys.modules["jax"].config.update("jax_platforms", "cpu")
     try:
         return main(argv)
     except (UserError, app.UsageError) as error:

@@ -19,6 +19,9 @@ import tempfile
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="stica-jax-test-cache-")
     os.environ["STICA_JAX_TEST_CACHE_OWNER"] = str(os.getpid())
+# The suite runs on the CPU (fake devices). The test extra installs libtpu (for the TPU compile
+# check), and JAX would otherwise try to start a TPU backend in every process first.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))

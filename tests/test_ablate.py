@@ -133,6 +133,7 @@ def test_a_tiny_ablation_trains_each_run_and_prints_what_they_measured(trained, 
         f"--config.data_dir={trained[0]}",
         "--variants=no_crops",
         "--seeds=1",
+        "--config.num_epochs=1",  # 3 steps a training: what is tested is the command's work
     ]
     result = _run_cli(args, tmp_path, env=tiny_runs.ENV)
     assert result.returncode == 0, result.stderr[-3000:]

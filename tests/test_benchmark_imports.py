@@ -9,7 +9,7 @@ from tests.test_import_graph import REPO, find_cycles, import_graph
 def test_benchmarks_import_one_another_without_a_circle():
     graph = import_graph(REPO, ("benchmarks",))
     assert "benchmarks.measured_step" in graph["benchmarks.hlo_stats"]  # inside main()
-    assert {"benchmarks.hlo_stats", "benchmarks.measured_step"} <= graph["benchmarks.train_step"]
+    assert "benchmarks.measured_step" in graph["benchmarks.train_step"]
     cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from benchmarks import compare, hlo_stats, measured_step, profile_summary
+from benchmarks import compare, measured_step, profile_summary
 from benchmarks.train_step import synthetic_batch
-from stica_jax import step
+from stica_jax import hlo, step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,9 +167,9 @@ def test_jax_cpu_trace_of_a_real_step(tmp_path):
         for _ in range(2):
             compiled(x, w).block_until_ready()
     trace = next(tmp_path.rglob("perfetto_trace.json.gz"))
-    hlo = hlo_stats.categories(compiled.as_text())
-    assert "convolution" in hlo.values()
-    s = profile_summary.summarize_trace(str(trace), steps=2, hlo_categories=hlo)
+    hlo_categories = hlo.categories(compiled.as_text())
+    assert "convolution" in hlo_categories.values()
+    s = profile_summary.summarize_trace(str(trace), steps=2, hlo_categories=hlo_categories)
     assert s["source"] == "jax-cpu" and s["total_ms_per_step"] > 0
     assert s["categories"]["convolution"]["kernels_per_step"] >= 1
 
@@ -194,11 +194,11 @@ def test_hlo_stats_counts_collectives_and_bytes():
     )
     x = _shard(mesh, np.ones(4000, np.float32), P("data"))
     y = _shard(mesh, np.ones(12000, jnp.bfloat16), P("data"))
-    s = hlo_stats.stats(f.lower(x, y).as_text(dialect="hlo"))
+    s = hlo.stats(f.lower(x, y).as_text(dialect="hlo"))
     ar, ag = s["collectives"]["all-reduce"], s["collectives"]["all-gather"]
     assert ar["count"] == 2 and ar["bytes"] == 4000 + 6000 and ar["small"] == 1
     assert ag["count"] == 1 and ag["bytes"] == 160
-    optimised = hlo_stats.stats(f.lower(x, y).compile().as_text())
+    optimised = hlo.stats(f.lower(x, y).compile().as_text())
     # XLA:CPU runs bf16 all-reduces in f32 (6000 B → 12000 B); XLA:GPU may keep bf16.
     assert optimised["collectives"]["all-reduce"]["bytes"] in (10000, 16000)
     assert optimised["instructions"] > 0
@@ -214,11 +214,11 @@ def test_hlo_stats_counts_convolutions_and_fusions():
 
     x, w = jnp.ones((2, 16, 16, 4)), jnp.ones((3, 3, 4, 4))
     lowered = jax.jit(f).lower(x, w)
-    s = hlo_stats.stats(lowered.as_text(dialect="hlo"))
+    s = hlo.stats(lowered.as_text(dialect="hlo"))
     assert s["convolutions"] == 2 and s["transposes"] == 1 and s["fusions"] == 0
-    o = hlo_stats.stats(lowered.compile().as_text())
+    o = hlo.stats(lowered.compile().as_text())
     assert o["convolutions"] == 2 and o["fusions"] >= 1
-    assert hlo_stats.shape_bytes("(f32[2,3]{1,0}, bf16[4]{0})") == 24 + 8
+    assert hlo.shape_bytes("(f32[2,3]{1,0}, bf16[4]{0})") == 24 + 8
 
 
 def test_compare_tables(tmp_path):

@@ -24,6 +24,7 @@ COMMANDS = {
     "stica_jax.models": "stica_jax/models/__main__.py",
     "stica_jax.ablate": "stica_jax/ablate.py",
     "stica_jax.prepare": "stica_jax/prepare.py",
+    "stica_jax.compile_check": "stica_jax/compile_check.py",
 }
 # A former spelling → the command it runs, from its library module's `__main__` guard.
 FORMER = {

@@ -1,6 +1,6 @@
 """Multi-host, an input error on one host stops every host, in the same one line.
 
-Two processes of one cluster (gloo CPU collectives, as tests/test_resume_multihost.py): first
+Two processes of one cluster (gloo CPU collectives, as tests/test_multihost_training.py): first
 `stica_jax.loop.ShardBatches` alone over stand-in shards (seconds), then `python -m
 stica_jax.main` on the tiny demo config (tests/tiny_runs.py) on a copy of the session's prepared
 data in which only process 1's records are unreadable. Without the agreement in `ShardBatches`,

@@ -380,13 +380,35 @@ def test_a_failing_save_stops_the_run_in_one_line_naming_the_last_good_checkpoin
 
 
 @pytest.mark.slow
-def test_a_resumed_run_logs_each_step_once(trained, workdir, tmp_path):
-    # As after a kill between the saves of steps 8 and 12: the log is ahead of the checkpoint.
+def test_a_resumed_run_logs_each_step_once_and_ends_where_the_straight_run_ended(
+    trained, workdir, tmp_path
+):
+    """As after a kill between the saves of steps 8 and 12 (the log is ahead of the newest
+    checkpoint): the restart resumes from step 8, logs each step once, and ends with the very
+    parameters, BatchNorm statistics and optimizer state of the run that was never stopped.
+    Bit for bit: the input resumes at the step and all randomness is a function of the step
+    and the sample index. (A process killed mid-save leaves a temporary directory orbax
+    ignores, and a damaged checkpoint is set aside: the tests above.)"""
     shutil.rmtree(workdir / "checkpoints" / "12")
     result = tiny_runs.run_main(tmp_path, workdir, trained[0])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from the checkpoint of step 8" in result.stdout + result.stderr
     history = _history(workdir)
     assert [h["step"] for h in history] == list(range(1, 13))
     straight = _history(trained[1])
     for resumed, original in zip(history, straight):
         assert resumed["loss"] == pytest.approx(original["loss"], rel=1e-5), resumed["step"]
+    resumed_state, straight_state = _final_state(workdir), _final_state(trained[1])
+    assert len(resumed_state) == len(straight_state) > 0
+    for a, b in zip(resumed_state, straight_state):
+        np.testing.assert_array_equal(a, b)
+
+
+def _final_state(workdir):
+    """Every array of the train state in the workdir's step-12 checkpoint."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        state = checkpointer.restore(os.path.join(workdir, "checkpoints", "12", "default"))
+    return [np.asarray(x) for x in jax.tree.leaves(state)]

@@ -24,6 +24,9 @@ def get_config():
     config.input.eval_short_side = 32
     config.crops.space_large, config.crops.space_small = 2, 1
     config.global_batch_size = 16
+    # Two fixed data shards: a run of one host reads the batches two hosts read together, so
+    # the session's trained run is the reference of the two-host run (tests/test_multihost_training.py).
+    config.input_shards = 2
     config.eval.batch_size = 16
     config.num_epochs = 4  # 3 steps per epoch
     config.log_every_steps = 1

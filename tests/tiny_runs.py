@@ -1,5 +1,5 @@
 """`python -m stica_jax.main` on the tiny demo config as a subprocess, and the one trained tiny
-workdir that the subprocess tests share (tests/test_reliability.py, tests/test_resume_multihost.py).
+workdir that the subprocess tests share (tests/test_reliability.py, tests/test_multihost_training.py).
 
 Every run here has the same environment: the CPU with 4 devices (a real data-parallel mesh).
 So every run of the same config compiles the same programs, and the session's compilation cache
