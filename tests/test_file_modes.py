@@ -32,6 +32,7 @@ def test_an_atomic_write_gets_the_mode_of_a_plain_new_file(tmp_path, umask):
     assert sorted(os.listdir(tmp_path)) == ["atomic.bin", "atomic.txt", "plain.txt"]
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_a_trained_workdir_is_readable_by_colleagues(trained):
     _, workdir = trained
     files = [

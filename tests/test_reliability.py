@@ -96,6 +96,7 @@ def _delete_metadata(step_dir):
 DAMAGES = [_truncate, _random_bytes, _delete_data_files, _empty, _delete_metadata]
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
     trained, workdir, tmp_path
 ):
@@ -131,6 +132,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_newest_intact_one_is_used(
     assert len(stderr_lines(result)) < 2 * len(damaged), result.stderr[-3000:]
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over(
     trained, workdir, tmp_path
 ):
@@ -145,6 +147,7 @@ def test_no_readable_checkpoint_is_one_line_and_nothing_is_moved_or_started_over
     assert (workdir / "config.json").read_bytes() == config
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_export_of_a_workdir_falls_back_to_the_newest_intact_checkpoint(workdir, tmp_path):
     _truncate(str(workdir / "checkpoints" / "12"))
     out = tmp_path / "export"
@@ -216,6 +219,7 @@ def _write_lock(workdir, pid, started="2026-01-02 03:04:05"):
     (workdir / "run.lock").write_text(json.dumps(lock))
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tmp_path):
     _write_lock(workdir, os.getpid())  # held by this (live) test process
     before = sorted(os.listdir(workdir))
@@ -229,6 +233,7 @@ def test_a_second_run_on_a_workdir_refuses_naming_the_first(trained, workdir, tm
     assert (workdir / "metrics.jsonl").read_bytes() == metrics
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(trained, workdir, tmp_path):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -248,6 +253,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(trained, wo
 # -- The saved config is the contract -------------------------------------------------------------
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_a_restart_with_another_architecture_is_refused_before_anything_is_written(
     trained, workdir, tmp_path
 ):
@@ -281,6 +287,7 @@ def test_a_bad_value_is_one_line_before_anything_starts(flag, message, tmp_path)
     assert not workdir.exists() and not data_dir.exists()
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
 def test_epochs_that_round_down_to_no_step_are_refused(trained, tmp_path):
     workdir = tmp_path / "work"
     result = tiny_runs.run_main(tmp_path, workdir, trained[0], "--config.num_epochs=0.3")
@@ -307,6 +314,7 @@ def data_copy(trained, tmp_path):
     return str(copy)
 
 
+@pytest.mark.slow  # the session's trained run (fixture `data_copy`)
 def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, tmp_path):
     from data_pipeline.tensorflow_cpu import tf
 
@@ -318,9 +326,10 @@ def test_training_data_without_one_readable_record_stops_in_one_line(data_copy, 
     workdir = tmp_path / "work"
     result = tiny_runs.run_main(tmp_path, workdir, data_copy, timeout=300)
     message = _error_line(result)
+    # The tiny config reads 2 data shards: each gives 8 clips of a 16-clip global batch.
     assert re.fullmatch(
-        r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 16 "
-        r"\(160 records failed to parse or decode, from step 0 on\); the prepared data is "
+        r"dataset 'av_digits/\S+' \(train\): no readable record in 10 consecutive batches of 8 "
+        r"\(80 records failed to parse or decode, from step 0 on\); the prepared data is "
         r"corrupt: prepare it again",
         message,
     ), message
