@@ -184,14 +184,13 @@ def lower_train_step(
 def compile_train_step(
     config: ml_collections.ConfigDict,
     topology: str,
+    devices: list[jax.Device],
     batch_per_device: int,
-    chips_per_host: str | None = None,
 ) -> tuple[CompileReport, str]:
-    """(report, optimised TPU program text) of `config`'s train step compiled for `topology`
-    at `batch_per_device` clips per chip. Raises `DoesNotFit` when XLA:TPU finds the program
-    too large for the chip's HBM."""
+    """(report, optimised TPU program text) of `config`'s train step compiled for `devices`,
+    the chips of `topology` (`topology_devices`), at `batch_per_device` clips per chip. Raises
+    `DoesNotFit` when XLA:TPU finds the program too large for the chip's HBM."""
     generation, _ = parse_topology(topology)
-    devices = topology_devices(topology, chips_per_host)
     lowered = lower_train_step(config, devices, batch_per_device)
     start = time.perf_counter()
     try:

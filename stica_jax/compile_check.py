@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
         batch = config.global_batch_size // len(devices)
     if batch < 1:
         raise ConfigError(f"--batch_per_device={batch} must be at least 1")
-    report, text = aot.compile_train_step(config, _TOPOLOGY.value, batch, _CHIPS_PER_HOST.value)
+    report, text = aot.compile_train_step(config, _TOPOLOGY.value, devices, batch)
     print(aot.format_report(report))
     if _JSON.value:
         with open(_JSON.value, "w") as f:
