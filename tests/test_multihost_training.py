@@ -72,6 +72,7 @@ def test_two_processes_of_two_devices_follow_one_process_of_four(trained, tmp_pa
             f"--coordinator_address=localhost:{port}",
             "--num_processes=2",
             f"--process_id={i}",
+            "--config.num_epochs=2",  # 6 steps: steps 1-2 are compared, saves at 4 and 6
             devices=2,
         )
         for i in range(2)
@@ -80,11 +81,11 @@ def test_two_processes_of_two_devices_follow_one_process_of_four(trained, tmp_pa
     assert "joined the cluster as process 0 of 2" in outs[0], outs[0][-2000:]
     assert "joined the cluster as process 1 of 2" in outs[1], outs[1][-2000:]
     a, b = _history(single), _history(multi)
-    assert [h["step"] for h in a] == [h["step"] for h in b] == list(range(1, 13))
+    assert [h["step"] for h in a][:6] == [h["step"] for h in b] == list(range(1, 7))
     for key in ("loss", "loss_av", "loss_crops"):
         np.testing.assert_allclose(b[0][key], a[0][key], rtol=1e-6, err_msg=key)
         np.testing.assert_allclose(b[1][key], a[1][key], rtol=1e-3, err_msg=key)
     np.testing.assert_allclose(b[0]["grad_norm"], a[0]["grad_norm"], rtol=1e-4)
     assert abs(a[1]["loss"] - a[0]["loss"]) > 1e-2  # the parameters really moved
     # Both hosts took part in every save: the checkpoints of a two-host run, complete.
-    assert sorted(os.listdir(os.path.join(multi, "checkpoints")), key=int) == ["4", "8", "12"]
+    assert sorted(os.listdir(os.path.join(multi, "checkpoints")), key=int) == ["4", "6"]

@@ -347,7 +347,8 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
     workdir = tmp_path / "work"
-    result = tiny_runs.run_main(tmp_path, workdir, data_copy)
+    # Two epochs (6 steps): each reads the whole shard, so the second reads past the damage again.
+    result = tiny_runs.run_main(tmp_path, workdir, data_copy, "--config.num_epochs=2")
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [line for line in stderr_lines(result) if line.startswith("data loss: ")]
     assert reports, result.stderr[-3000:]
@@ -358,9 +359,9 @@ def test_a_corrupt_shard_is_skipped_from_the_bad_record_on_and_training_goes_on(
             line,
         ), line
     history = _history(workdir)
-    assert [h["step"] for h in history] == list(range(1, 13))
+    assert [h["step"] for h in history] == list(range(1, 7))
     assert all(np.isfinite(h["loss"]) for h in history)
-    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "6"]
 
 
 # -- A failing save -------------------------------------------------------------------------------
