@@ -33,23 +33,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     import jax
     import jax.numpy as jnp
-    from flax import nnx
 
     jax.config.update("jax_num_cpu_devices", args.devices)
     from stica_jax import hlo, step
-    from tests.tiny import random_batch, tiny_config, tiny_model
+    from tests.tiny import random_batch, split_in, tiny_config, tiny_model
 
     def run(dtype, devices, sum_grads_once=False):
         config = tiny_config(dtype)
-        model = tiny_model(config, axis_name=step.MESH_AXIS)
-        graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         wide = jnp.float64 if dtype == "float64" else jnp.float32
-
-        def cast(x):
-            return jnp.asarray(x, wide) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-        params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
-        batch = {k: cast(v) for k, v in random_batch(config, args.batch).items()}
+        graphdef, params, stats, batch = split_in(
+            tiny_model(config, axis_name=step.MESH_AXIS), random_batch(config, args.batch), wide
+        )
         grad_fn = step.make_grad_fn(
             graphdef,
             step.LossConfig.from_config(config.loss),

@@ -8,13 +8,11 @@ small parallelism bug.)
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from stica_jax import step
-from tests.tiny import random_batch, tiny_config, tiny_model
+from tests.tiny import random_batch, split_in, tiny_config, tiny_model
 
 GLOBAL_BATCH = 8
 
@@ -24,15 +22,9 @@ def _run(dtype: str, num_devices: int):
     # Attached keys (the ablation, spec §6): gradients also flow back through all_gather's
     # transpose, the harder case for device-count invariance than the official detached keys.
     config.loss.detach_keys = False
-    model = tiny_model(config, axis_name=step.MESH_AXIS)
-    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    np_dtype = np.float64 if dtype == "float64" else np.float32
-
-    def cast(x):
-        return jnp.asarray(x, np_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
-    batch = {k: cast(v) for k, v in random_batch(config, GLOBAL_BATCH).items()}
+    graphdef, params, stats, batch = split_in(
+        tiny_model(config, axis_name=step.MESH_AXIS), random_batch(config, GLOBAL_BATCH), dtype
+    )
     grad_fn = step.make_grad_fn(
         graphdef,
         step.LossConfig.from_config(config.loss),

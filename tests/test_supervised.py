@@ -14,7 +14,7 @@ from stica_jax import restore, step, train
 from stica_jax.losses import classification_loss
 from stica_jax.models import VideoClassifier, build_train_model
 from tests.test_step import _rel
-from tests.tiny import random_supervised_batch, tiny_supervised_config
+from tests.tiny import random_supervised_batch, split_in, tiny_supervised_config
 
 GLOBAL_BATCH = 8
 
@@ -80,14 +80,11 @@ def test_crop_loss_is_the_mean_ce_of_crops_weighed_against_the_full_clip():
 
 
 def _grads(config, num_devices: int, dtype=np.float32):
-    model = build_train_model(config, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(0))
-    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-
-    def cast(x):
-        return jnp.asarray(x, dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
-    batch = {k: cast(v) for k, v in random_supervised_batch(config, GLOBAL_BATCH).items()}
+    graphdef, params, stats, batch = split_in(
+        build_train_model(config, axis_name=step.MESH_AXIS, rngs=nnx.Rngs(0)),
+        random_supervised_batch(config, GLOBAL_BATCH),
+        dtype,
+    )
     grad_fn = step.make_grad_fn(
         graphdef, step.loss_config_for(config), step.make_mesh(jax.devices()[:num_devices])
     )

@@ -25,6 +25,21 @@ def tiny_model(config=None, *, axis_name=None, seed: int = 0):
     return build_model(config.model, config.crops, axis_name=axis_name, rngs=nnx.Rngs(seed))
 
 
+def split_in(model, batch: dict, dtype) -> tuple:
+    """(graphdef, params, batch_stats, batch) of `model` and `batch`, every float cast to
+    `dtype`: the inputs of `step.make_grad_fn`'s function."""
+    import jax
+    import jax.numpy as jnp
+
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+
+    def cast(x):
+        return jnp.asarray(x, dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    params, stats = jax.tree.map(cast, params), jax.tree.map(cast, stats)
+    return graphdef, params, stats, {k: cast(v) for k, v in batch.items()}
+
+
 def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A pretraining batch with random content and global indices 0..B-1.
 
