@@ -8,6 +8,25 @@ from collections.abc import Callable, Mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# XLA:CPU settings the suite runs with (tests/conftest.py puts them in XLA_FLAGS for every worker
+# and subprocess): programs that compile in less time and run slower. A test that needs a
+# user's build (speed, or numbers measured with it) removes them (`users_xla_flags`).
+SUITE_XLA_FLAGS = {
+    # LLVM without its optimisation passes (XLA's own HLO optimisations still run): the tiny
+    # train step 33 s -> 19 s of compile.
+    "--xla_backend_optimization_level": "0",
+    # Elementwise fusions through XLA's older IR emitters instead of the MLIR fusion emitters:
+    # the tiny demo's train step compiles in 23-25 s instead of 28-32 s, single-threaded (a
+    # process that lowers and compiles it: 50-51 s of CPU instead of 62-70 s), and runs at the
+    # same speed per step (benchmarks/RESULTS.md, "Test suite wall time").
+    "--xla_cpu_use_fusion_emitters": "false",
+}
+
+
+def users_xla_flags(flags: str) -> str:
+    """`flags` (an XLA_FLAGS value) without the suite's `SUITE_XLA_FLAGS`."""
+    return " ".join(f for f in flags.split() if f.split("=")[0] not in SUITE_XLA_FLAGS)
+
 
 def newcomer_dirs(base: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
     """(home, cwd): `base/home` and `base/cwd`, made empty if absent, for `run_fresh`."""

@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 
+from tests.command_line import SUITE_XLA_FLAGS
+
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="stica-jax-test-cache-")
     os.environ["STICA_JAX_TEST_CACHE_OWNER"] = str(os.getpid())
@@ -25,15 +27,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
-# LLVM without its optimisation passes: XLA's own HLO optimisations still run, so the programs are
-# the same computations, but each compiles in about 60 % of the time (the tiny train step: 33 s
-# -> 19 s; a tiny training run 125 -> 68 s of CPU) and runs slower, and the suite is compile-bound.
-# Float results differ from the default build's at rounding level (different instruction
-# selection), so no test may hold a number measured with another build.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+# The suite's XLA:CPU settings (tests/command_line.py, `SUITE_XLA_FLAGS`): faster compiles, slower
+# programs, and the suite is compile-bound. Float results differ from the default build's at
+# rounding level (different instruction selection), so no test may hold a number measured with
+# another build. A setting already in XLA_FLAGS is left as it is.
+for _name, _value in SUITE_XLA_FLAGS.items():
+    if _name not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_name}={_value}").strip()
 
 try:
     # torch and torchvision (which loads triton) must be imported before TensorFlow: loading
@@ -43,8 +43,8 @@ try:
 except ImportError:
     pass
 
-import jax
-import pytest
+import jax  # noqa: E402 (after the environment above)
+import pytest  # noqa: E402
 
 # A normal user's session: files the project writes for people must come out 0644 (the
 # file-mode tests), whatever umask the machine running the suite has.

@@ -15,7 +15,7 @@ from PIL import Image
 from data_pipeline import av_digits
 from data_pipeline.media_decode import encode_jpeg
 from stica_jax.evaluate import heatmap
-from tests.command_line import newcomer_dirs, run_fresh
+from tests.command_line import newcomer_dirs, run_fresh, users_xla_flags
 from tests.evaluate import digit_clips
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -117,24 +117,21 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     """Seed §7.4 on AV-digits: the heat of a model pretrained by `python -m stica_jax.main`
     peaks on the digit whose sound plays, not on the other digit in the picture.
 
-    tests/localisation_config.py trains the demo's networks for 555 steps (~1.5 minutes) on
+    tests/localisation_config.py trains the demo's networks for 370 steps (~1.5 minutes) on
     single-digit clips. The test pictures are two held-out clips side by side, each scored
     with either clip's sound: a heat blind to the sound (saliency, a bright digit) scores 0.5
-    on the sounding digit (the test above). Measured here over 40 pictures: 0.86-0.91 over 4
-    seeds, random init 0.42-0.51 (docs/evaluation.md, "Heatmaps")."""
+    on the sounding digit (the test above). Measured here over 30 pictures × 2 sounds:
+    0.83-0.88 over 3 seeds, random init 0.43-0.52 (benchmarks/RESULTS.md, "Audio-visual
+    heatmaps on AV-digits")."""
     from benchmarks import heatmap_localisation
     from stica_jax import restore
     from stica_jax.models.stica import build_model
 
     home, cwd = newcomer_dirs(tmp_path)
     workdir = tmp_path / "work"
-    # A user's XLA (the suite's conftest turns LLVM's optimisation off, which compiles faster
-    # but runs these 555 steps 5× slower).
-    xla_flags = " ".join(
-        flag
-        for flag in os.environ.get("XLA_FLAGS", "").split()
-        if not flag.startswith("--xla_backend_optimization_level")
-    )
+    # A user's XLA: the suite's settings (tests/command_line.py) compile faster but would run
+    # these 370 steps 5× slower, and the measurements above were made without them.
+    xla_flags = users_xla_flags(os.environ.get("XLA_FLAGS", ""))
     result = run_fresh(
         [
             "-m",
@@ -149,7 +146,7 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config, trained, step = restore.restore_model(str(workdir))
-    assert step == 555
+    assert step == 370
     random = build_model(config.model, config.crops, rngs=nnx.Rngs(config.seed))
     random.eval()
     input_config = config.input.to_dict()
