@@ -269,6 +269,23 @@ def test_a_restart_with_another_architecture_is_refused_before_anything_is_writt
     assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["4", "8", "12"]
 
 
+@pytest.mark.slow  # the session's trained run (fixture `trained`)
+def test_config_change_allow_goes_on_with_the_new_values_and_says_which(trained, workdir, tmp_path):
+    """A contract field changed on purpose (here the augmentation's flip probability: the same
+    parameters and train step, so the run restores): a warning names the change, and the
+    workdir's config.json then holds the new value, the contract of the runs after it."""
+    result = tiny_runs.run_main(
+        tmp_path, workdir, trained[0], "--config.input.flip_prob=0.5", "--config_change=allow"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (warning,) = [line for line in stderr_lines(result) if "changed config" in line]
+    assert warning.endswith(
+        f"{workdir}: going on with a changed config: input.flip_prob: 0.0 → 0.5"
+    )
+    assert json.loads((workdir / "config.json").read_text())["input"]["flip_prob"] == 0.5
+    assert "resuming from the checkpoint of step 12" in result.stdout + result.stderr
+
+
 # -- Bad values are refused before compiling ------------------------------------------------------
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import fractions
 import io
 import os
@@ -89,6 +90,21 @@ def test_every_bad_input_is_skipped_with_its_reason(tmp_path):
         with pytest.raises(MediaSkipped) as skipped:
             decode_media(os.path.join(tmp_path, name), SETTINGS)
         assert skipped.value.reason == reason, (name, str(skipped.value))
+
+
+def test_a_frame_larger_than_the_limit_is_skipped_and_one_at_the_limit_is_kept(tmp_path):
+    """`max_input_side` bounds the decoder's memory (an 8K frame is 100 MB as RGB); the bound
+    applies to either side, and a side equal to it passes."""
+    settings = dataclasses.replace(SETTINGS, max_input_side=64)
+    wide = media_files.write_clip(os.path.join(tmp_path, "wide.mp4"), seconds=1.2, size=(48, 80))
+    tall = media_files.write_clip(os.path.join(tmp_path, "tall.mp4"), seconds=1.2, size=(80, 48))
+    for path, shape in ((wide, "80x48"), (tall, "48x80")):
+        with pytest.raises(MediaSkipped) as skipped:
+            decode_media(path, settings)
+        assert skipped.value.reason == "resolution_too_large"
+        assert str(skipped.value).endswith(f"{path}: {shape}"), str(skipped.value)
+    at_limit = media_files.write_clip(os.path.join(tmp_path, "at.mp4"), seconds=1.2, size=(48, 64))
+    assert len(decode_media(at_limit, settings).jpeg_frames) == 36
 
 
 def test_audio_is_optional_where_the_dataset_says_so(tmp_path):

@@ -423,3 +423,29 @@ def test_an_update_that_makes_the_state_non_finite_stops_the_fold_before_any_sav
     loss, grad_norm = re.search(r"loss=(\S+), grad_norm=(\S+)\)", message).groups()
     assert np.isfinite(float(loss)) and np.isfinite(float(grad_norm))
     assert os.listdir(checkpoints) == ["1"]
+
+
+def _official_best_epoch(evaluations):
+    """GDT eval_video.py's selection, as written there: `if vid_acc1 > best_vid_acc_1`."""
+    best_acc, best_epoch = -1, 0
+    for epoch in sorted(evaluations):
+        if evaluations[epoch]["top1"] > best_acc:
+            best_acc, best_epoch = evaluations[epoch]["top1"], epoch
+    return best_epoch
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_best_test_epoch_is_the_first_of_the_highest_as_the_official_loop_keeps_it(seed):
+    rng = np.random.default_rng(seed)
+    epochs = rng.choice(np.arange(1, 40), size=rng.integers(1, 12), replace=False)
+    # Scores on a coarse grid, so that ties between epochs are common.
+    evaluations = {
+        int(e): {"top1": float(rng.integers(0, 5)) * 10.0, "top5": 99.0}
+        for e in rng.permutation(epochs)  # in no particular order, as read from JSON
+    }
+    assert finetune.best_test_epoch(evaluations) == _official_best_epoch(evaluations)
+
+
+def test_a_tie_keeps_the_earlier_epoch():
+    evaluations = {9: {"top1": 70.0}, 3: {"top1": 70.0}, 5: {"top1": 60.0}, 12: {"top1": 69.9}}
+    assert finetune.best_test_epoch(evaluations) == 3
