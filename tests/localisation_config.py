@@ -1,4 +1,4 @@
-"""The demo config trained to hear where the sound is, in ~1.5 minutes: for the heatmap test.
+"""The demo config trained to hear where the sound is, in ~3.5 minutes on 2 cores: for the heatmap test.
 
 Usable as `--config=tests/localisation_config.py`. What differs from `configs/demo.py`, and why
 (measured in docs/evaluation.md, "Heatmaps"):

@@ -117,7 +117,7 @@ def test_a_trained_model_hears_which_of_two_digits_sounds(tmp_path):
     """Seed §7.4 on AV-digits: the heat of a model pretrained by `python -m stica_jax.main`
     peaks on the digit whose sound plays, not on the other digit in the picture.
 
-    tests/localisation_config.py trains the demo's networks for 370 steps (~1.5 minutes) on
+    tests/localisation_config.py trains the demo's networks for 370 steps (~3.5 minutes on 2 cores) on
     single-digit clips. The test pictures are two held-out clips side by side, each scored
     with either clip's sound: a heat blind to the sound (saliency, a bright digit) scores 0.5
     on the sounding digit (the test above). Measured here over 30 pictures × 2 sounds:
