@@ -155,7 +155,10 @@ MUTANTS = [
         "return matrix * factors[1], offset * factors[1] + (1.0 - factors[1]) * mean_grey",
         "return matrix * factors[1], offset * factors[1] + (1.0 + factors[1]) * mean_grey",
         "contrast blends away from the frame's grey",
-        ("tests/data_pipeline/test_augment.py",),
+        (
+            "tests/data_pipeline/test_augment.py::"
+            "test_the_folded_colour_map_equals_the_ops_applied_one_after_another",
+        ),
     ),
     Mutant(
         "data_pipeline/augment.py",

@@ -279,6 +279,23 @@ def test_official_pairing_on_four_devices_equals_the_official_code_on_the_global
     np.testing.assert_allclose(got, numpy_official_loss(out)[0], rtol=0, atol=1e-6)
 
 
+def test_the_cross_modal_weight_splits_the_loss_as_the_official_alpha():
+    """`(1-α)·L_crops + α·L_av` at α other than the even split, where swapping the two weights
+    or dropping a term shows (at α = 0.5 a swap is invisible)."""
+    out = outputs()
+
+    def identity(x):
+        return x
+
+    _, crops, av = numpy_official_loss(out)
+    assert abs(crops - av) > 0.1  # the two terms tell a swap apart
+    for alpha in (0.0, 0.7, 1.0):
+        want = official_loss(out, _numpy_xe, identity, identity, alpha=alpha)
+        np.testing.assert_allclose(
+            _loss(out, cross_modal_weight=alpha), want, rtol=0, atol=1e-6, err_msg=f"{alpha=}"
+        )
+
+
 def test_hand_checkable_values():
     # Orthogonal one-hot embeddings, perfectly aligned: NCE = log(1 + (B-1)·e^{-1/τ}).
     b, tau = 4, 0.5

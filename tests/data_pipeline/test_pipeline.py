@@ -145,6 +145,24 @@ def test_epochs_visit_the_records_in_different_orders(digits_dir, tiny_config):
     assert set(both[:40]) == set(both[40:]) and both[:40] != both[40:]
 
 
+def test_hosts_draw_their_own_augmentations_for_the_same_clip(digits_dir, tiny_config):
+    """One clip at the same stream position on host 0 and host 1 (`stages.example_seed`): each
+    host draws its own window, crops and jitter; the same host and position draw the same."""
+    builder = load_builder(tiny_config.dataset, digits_dir)
+    source = builder.info.splits["train"].file_instructions[0].filename
+    record = next(iter(tf.data.TFRecordDataset(source)))
+    example = parse(builder, record)
+
+    def views(process_index, position=0):
+        seed = stages.example_seed(7, process_index, tf.constant(position, tf.int64))
+        return stages.pretrain_example(example, seed, tiny_config)["video1"].numpy()
+
+    host0 = views(0)
+    np.testing.assert_array_equal(views(0), host0)
+    assert not np.allclose(views(1), host0)
+    assert not np.allclose(views(0, position=1), host0)
+
+
 def test_supervised_batches_hold_one_view_and_the_label(digits_dir, tiny_config):
     batch = next(
         pipeline.make_dataset(
