@@ -156,6 +156,29 @@ def _per_device_copies(params: nnx.State, axis_name: str = MESH_AXIS) -> nnx.Sta
     return jax.tree.map(lambda p: jax.lax.pvary(p, axis_name), params)  # older JAX
 
 
+def value_and_global_grad(
+    fn: Callable, *, sum_grads_once: bool, axis_name: str = MESH_AXIS
+) -> Callable:
+    """Inside `shard_map`: `jax.value_and_grad(fn, has_aux=True)` whose gradient, with respect
+    to the replicated first argument, is summed over `axis_name` (the global batch's gradient).
+
+    Where the sum happens: with `sum_grads_once`, once per parameter, in float32 (the
+    parameters' dtype), after the uses' gradients are added on each device
+    (`_per_device_copies`); otherwise where JAX's transpose puts it, at every use of a
+    parameter and in the dtype of that use (bfloat16 under bfloat16 compute).
+    """
+    grad_fn = jax.value_and_grad(fn, has_aux=True)
+
+    def value_and_grad(params, *args):
+        differentiated = _per_device_copies(params, axis_name) if sum_grads_once else params
+        out, grads = grad_fn(differentiated, *args)
+        if sum_grads_once:
+            grads = jax.lax.psum(grads, axis_name)
+        return out, grads
+
+    return value_and_grad
+
+
 def split_trainable(params: nnx.State, trainable: Any = nnx.Param) -> tuple[nnx.State, tuple]:
     """(the parameters `trainable` selects, the others as a 0- or 1-tuple).
 
@@ -180,14 +203,11 @@ def _make_per_device_grads(
     """`(params, batch_stats, batch, rng) → (loss, aux, grads, new_stats, trained_params,
     frozen)` on one device's shard: the one gradient computation of every train step."""
     loss_fn = make_loss_fn(graphdef, loss_config, frozen_modules=frozen_modules)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = value_and_global_grad(loss_fn, sum_grads_once=sum_grads_once)
 
     def per_device(params, batch_stats, batch, rng):
         params, others = split_trainable(params, trainable)
-        differentiated = _per_device_copies(params) if sum_grads_once else params
-        (loss, (aux, new_stats)), grads = grad_fn(differentiated, batch_stats, batch, rng, *others)
-        if sum_grads_once:
-            grads = jax.lax.psum(grads, MESH_AXIS)
+        (loss, (aux, new_stats)), grads = grad_fn(params, batch_stats, batch, rng, *others)
         if per_device_batch_norm:
             new_stats = average_batch_stats(new_stats)
         return loss, aux, grads, new_stats, params, others
@@ -255,7 +275,7 @@ def make_train_step(
     so the caller can stop before anything broken is saved.
     `per_device_batch_norm`: the model's BatchNorms use each device's shard alone (see
     `average_batch_stats`). `sum_grads_once`: one float32 `psum` per parameter gradient (see
-    `_per_device_copies`) instead of one per use in the compute dtype; the same gradient to
+    `value_and_global_grad`) instead of one per use in the compute dtype; the same gradient to
     rounding.
     """
     per_device_grads = _make_per_device_grads(
@@ -355,8 +375,12 @@ def learning_rate_schedule(
     decay: str = "constant",
     final_lr: float = 0.0,
 ) -> optax.Schedule:
-    """Per-step linear warmup from `warmup_start_lr` to `base_lr`, then constant or cosine."""
-    warmup = optax.linear_schedule(warmup_start_lr, base_lr, max(warmup_steps, 1))
+    """Per-step linear warmup from `warmup_start_lr` to `base_lr`, then constant or cosine.
+
+    The warmup is the official `np.linspace(start, base, warmup_steps)`: its first step at
+    `warmup_start_lr`, its last (step `warmup_steps - 1`) at `base_lr`, so over
+    `warmup_steps - 1` intervals (tests/test_schedule.py compares the two step by step)."""
+    warmup = optax.linear_schedule(warmup_start_lr, base_lr, max(warmup_steps - 1, 1))
     if decay == "constant":
         after = optax.constant_schedule(base_lr)
     elif decay == "cosine":

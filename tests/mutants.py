@@ -234,6 +234,37 @@ MUTANTS = [
         "a tie keeps the later epoch (the official loop keeps the first)",
         ("tests/evaluate/test_finetune.py",),
     ),
+    # -- added after the first run (numbers above kept) ------------------------------------------
+    Mutant(
+        "data_pipeline/media_decode.py",
+        "if decode_errors > 10:",
+        "if decode_errors >= 10:",
+        "a file with exactly ten undecodable packets is skipped",
+        (
+            "tests/data_pipeline/test_media_decode.py::"
+            "test_up_to_ten_undecodable_packets_cost_their_frames_and_more_skip_the_file",
+        ),
+    ),
+    Mutant(
+        "data_pipeline/media_decode.py",
+        "time_s = (\n                        (last_video_time + last_frame_duration)",
+        "time_s = (\n                        last_video_time",
+        "frames without timestamps all placed at the previous frame's time",
+        (
+            "tests/data_pipeline/test_media_decode.py::"
+            "test_a_raw_h264_stream_without_timestamps_keeps_its_frames_in_order",
+        ),
+    ),
+    Mutant(
+        "data_pipeline/augment.py",
+        "area_range=config.crop_scale,",
+        "area_range=(0.05, 1.0),",
+        "the crop's scale range ignored (TensorFlow's default)",
+        (
+            "tests/data_pipeline/test_augment.py::"
+            "test_crop_boxes_stay_in_the_scale_and_aspect_ranges_and_span_them",
+        ),
+    ),
 ]
 
 

@@ -260,6 +260,7 @@ def test_compare_tables(tmp_path):
     assert table[0] == "| category | JAX ms/step (share) |" and "| total | 2.00 |" in table
 
 
+@pytest.mark.slow
 def test_shape_only_lowering_is_the_timed_program():
     """`--compile_only` fills the cache with the program the timing process then compiles:
     the lowering from shapes equals the lowering from the placed arrays."""

@@ -55,12 +55,25 @@ def test_sota_forward_flops_equal_ours(tb):
     # Exactly equal: both count 2 × the multiply-adds of every convolution and matrix product
     # (torch's attention via SDPA, ours via einsums; LayerNorm, BN, softmax, means uncounted).
     assert flops["forward"] - loss_flops == batch * ours
-    per_clip = flops["forward"] / batch
-    assert round(per_clip / 1e9, 1) == 613.1
+    # Most of it is the two views through torchvision's own r2plus1d_18 (its FLOPs counted on
+    # the torchvision module, fc removed, at the config's 60 × 112²: 304.9 G a view); the audio
+    # net, pooling, heads and crops add the rest, under 1 % (measured 3.2 G of 613.1 G).
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    video_net = torchvision.models.video.r2plus1d_18()
+    video_net.fc = torch.nn.Identity()
+    i = config.input
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:
+        video_net.to("meta")(torch.empty(1, 3, i.num_frames, i.crop_size, i.crop_size))
+    two_views = 2 * counter.get_total_flops()
+    per_clip = (flops["forward"] - loss_flops) / batch
+    assert two_views < per_clip < 1.01 * two_views, (per_clip, two_views)
     # Backward ≈ 2 × forward (the first convolution needs no input gradient).
     assert 2.9 < flops["train_step"] / flops["forward"] < 3.05
 
 
+@pytest.mark.slow
 def test_sota_forward_flops_match_the_jax_step_count(tb):
     """Against train_step.py's count of our whole forward (its loss pairs crops its own way:
     the difference is at most the similarity products, < 1e-7 of the total)."""

@@ -53,6 +53,7 @@ def test_is_oom(bench):
     assert not bench.is_oom(ValueError("shapes do not match"))
 
 
+@pytest.mark.slow
 def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     real = bench.synthetic_batch
 
@@ -109,6 +110,7 @@ def test_tiny_run_lines_numbers_and_oom(bench, monkeypatch, capsys, tmp_path):
     assert json.loads(path.read_text())["summary"] == summary
 
 
+@pytest.mark.slow
 def test_sota_flop_counts_from_shapes(bench):
     """The SOTA step traces (shapes only) and its forward count matches the model summary."""
     from stica_jax import step

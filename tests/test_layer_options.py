@@ -48,6 +48,33 @@ def test_one_pass_statistics_match_two_pass(mean, std):
     np.testing.assert_allclose(outs[True], outs[False], atol=2e-4)
 
 
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_the_running_variance_is_the_biased_batch_variance(one_pass):
+    """Flax's convention, kept by both ways of computing the statistics: the running variance
+    moves towards the batch variance over n values (ddof 0), not torch's n / (n − 1) one. Four
+    values per channel, where the two differ by a third (at the test above's 1,600 values they
+    differ by 6e-4 relative, inside its tolerance)."""
+    x = np.random.default_rng(4).standard_normal((2, 1, 2, 3)).astype(np.float32)
+    bn = _bn(3, one_pass)
+    bn(jnp.asarray(x))
+    biased = x.astype(np.float64).var((0, 1, 2))
+    np.testing.assert_allclose(np.asarray(bn.var[...]), 0.9 + 0.1 * biased, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(bn.mean[...]), 0.1 * x.mean((0, 1, 2)), atol=1e-7)
+    assert np.all(np.abs(np.asarray(bn.var[...]) - (0.9 + 0.1 * biased * 4 / 3)) > 1e-3)
+
+
+def test_two_pass_statistics_stay_float32_accurate_where_one_pass_cancels():
+    """Why `bn_one_pass` is off in configs/sota.py: at a mean 1000 times the spread, E[x²] −
+    E[x]² in float32 loses the variance (measured: the output 0.26 off, the running variance
+    1.7 %), while the default's two passes stay within the float32 rounding of the input itself
+    (1000 × 2⁻²⁴ ≈ 6e-5 of a unit spread; measured 8e-5)."""
+    x = (1000.0 + np.random.default_rng(3).standard_normal((64, 5, 5, 16))).astype(np.float32)
+    ref = _reference_bn(x)
+    two_pass, one_pass = (np.asarray(_bn(16, one)(jnp.asarray(x))) for one in (False, True))
+    np.testing.assert_allclose(two_pass, ref, atol=3e-4)
+    assert np.abs(one_pass - ref).max() > 1e-2
+
+
 def _sharded_bn(one_pass, devices, x, sync="global"):
     mesh = step.make_mesh(jax.devices()[:devices])
     bn = _bn(x.shape[-1], one_pass, axis_name=step.MESH_AXIS, sync=sync)
@@ -226,3 +253,55 @@ def test_the_performance_fields_of_a_config_reach_the_trained_model():
     norms, convs = built(config)
     assert all(m.use_fast_variance and m.axis_name is None for m in norms)
     assert all(m.channel_multiple == 8 for m in convs)
+
+
+@pytest.mark.parametrize("sum_grads_once", [False, True])
+def test_gradient_sums_over_devices_are_float32_once_per_weight(sum_grads_once):
+    """`step.value_and_global_grad` on 8 devices, for a weight used 7 times per step in bfloat16
+    compute (as the pooling and head weights are: once per view and crop family).
+
+    The inputs make every per-device, per-use gradient an exact bfloat16 number (integers
+    times a power of two: device d's data is scaled by 2^d), so the float64 reference below is
+    the exact sum of the very terms the devices add, and all the error is the sum's. Its 56
+    terms need up to 14 significant bits: float32 (24) holds them exactly, bfloat16 (8) does
+    not. One float32 sum per weight must be within float32 rounding of the float64 sum
+    (n · eps32 · Σ|terms|, the bound of a recursive sum of n terms); the bfloat16 sums per use
+    are 1.4e-3 relative off here, ~200 times the bound.
+    """
+    devices, uses, rows = 8, 7, 4
+    rng = np.random.default_rng(0)
+    x = rng.integers(-4, 5, (devices, rows, 16)).astype(np.float64)
+    x *= (2.0 ** np.arange(devices))[:, None, None]
+    scale = rng.integers(1, 8, uses).astype(np.float64)  # the uses' own factors
+    w = rng.integers(-3, 4, (16, 3)).astype(np.float32)
+
+    def loss(w, x):
+        total = 0.0
+        for k in range(uses):  # each use casts the weight, as a module called again does
+            y = (x * scale[k]).astype(jnp.bfloat16) @ w.astype(jnp.bfloat16)
+            total = total + jnp.sum(y.astype(jnp.float32))
+        return total, None
+
+    mesh = step.make_mesh(jax.devices()[:devices])
+    grad_fn = step.value_and_global_grad(loss, sum_grads_once=sum_grads_once)
+
+    def per_device(w, x):
+        (_, _), grads = grad_fn(w, x[0])
+        return grads
+
+    f = jax.jit(
+        jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(step.MESH_AXIS)), out_specs=P())
+    )
+    got = np.asarray(f(jnp.asarray(w), jnp.asarray(x, jnp.float32)), np.float64)
+
+    # d loss / d w[i, j] = Σ_d Σ_k scale_k Σ_rows x[d, r, i]: each (d, k) term exact in bfloat16.
+    terms = scale[None, :, None] * x.sum(1)[:, None, :]  # [devices, uses, 16]
+    assert np.all(terms.astype(jnp.bfloat16).astype(np.float64) == terms)
+    want = np.repeat(terms.sum((0, 1))[:, None], 3, axis=1)
+    bound = terms.shape[0] * terms.shape[1] * np.finfo(np.float32).eps * np.abs(terms).sum((0, 1))
+    error = np.abs(got - want) / bound[:, None]
+    if sum_grads_once:
+        assert error.max() <= 1.0, error.max()
+    else:
+        # The default's bfloat16 sums: the test tells the two apart.
+        assert error.max() > 10.0, error.max()

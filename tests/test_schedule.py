@@ -39,20 +39,8 @@ def official_schedule(
     return np.concatenate((warmup, after))
 
 
-# Known and left for now: `step.learning_rate_schedule` warms up over `warmup_steps` intervals
-# (`optax.linear_schedule(start, base, W)`), reaching `base_lr` one step after the official
-# `np.linspace(start, base, W)` does. The fix (`W - 1` intervals) changes every pretraining run
-# with a warmup, the demo's included, so it lands with the demo's table measured again
-# (`python -m benchmarks.demo_seeds`). Strict: these cases fail the suite once the fix is in.
-OFF_BY_ONE = pytest.mark.xfail(
-    strict=True, reason="warmup reaches base_lr one step after the official linspace"
-)
-
-
 @pytest.mark.parametrize("decay", ["constant", "cosine"])
-@pytest.mark.parametrize(
-    "warmup_epochs", [0, pytest.param(1, marks=OFF_BY_ONE), pytest.param(3, marks=OFF_BY_ONE)]
-)
+@pytest.mark.parametrize("warmup_epochs", [0, 1, 3])
 def test_the_schedule_is_the_official_scripts_step_by_step(decay, warmup_epochs):
     config = sota.get_config()
     config.global_batch_size = 16
@@ -68,7 +56,6 @@ def test_the_schedule_is_the_official_scripts_step_by_step(decay, warmup_epochs)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)  # float32
 
 
-@OFF_BY_ONE
 def test_the_sota_config_warms_up_over_ten_epochs_from_0_01_to_0_64_then_stays():
     """Spec: LR linearly warmed per step from 0.01 to 0.64 over 10 epochs, then constant."""
     config = sota.get_config()
@@ -81,7 +68,6 @@ def test_the_sota_config_warms_up_over_ten_epochs_from_0_01_to_0_64_then_stays()
     assert got[0] == pytest.approx(0.01) and got[29] == pytest.approx(0.64)
 
 
-@OFF_BY_ONE
 def test_a_fractional_warmup_is_counted_in_whole_steps():
     """The demo warms up for 0.2 epochs: ⌊0.2 × steps per epoch⌋ steps, then its constant rate."""
     config = demo.get_config()

@@ -32,6 +32,7 @@ def tiny_demo_config(data_dir: str):
     return config
 
 
+@pytest.mark.slow
 def test_every_config_loads_validates_and_traces():
     assert {os.path.basename(p) for p in CONFIG_FILES} >= {
         "sota.py",
@@ -184,3 +185,54 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run):
     assert table["trained"] != table["random init"], table
     assert max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))) == 12
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))  # TensorBoard
+    # The trained row, recomputed from the restored step 12 without the probe's code: each
+    # example's feature is its backbone's last map averaged over time and space (float64 here),
+    # then over the example's views; scikit-learn's logistic regression (L2, C = 1) on features
+    # standardised with the training split's statistics scores it.
+    import jax.numpy as jnp
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from data_pipeline import pipeline
+    from stica_jax import restore
+    from stica_jax.evaluate.probe import eval_input_config
+
+    saved, model, step_ = restore.restore_model(workdir)
+    assert step_ == 12
+    model.eval()
+    maps = {
+        "video": nnx.jit(lambda model, x: model.video_map(x)),
+        "audio": nnx.jit(lambda model, x: model.audio_map(x)),
+    }
+
+    def features(modality, split):
+        xs, ys = [], []
+        for batch in pipeline.make_dataset(
+            eval_input_config(saved),
+            f"{modality}_eval",
+            split=split,
+            data_dir=saved.data_dir,
+            batch_size_per_host=8,
+            process_index=0,
+            process_count=1,
+        ):
+            x, mask = np.asarray(batch[modality]), np.asarray(batch["mask"])
+            b, v = x.shape[:2]
+            fmap = maps[modality](model, jnp.asarray(x.reshape((b * v,) + x.shape[2:])))
+            fmap = np.asarray(fmap, np.float64)
+            f = fmap.mean(axis=tuple(range(1, fmap.ndim - 1))).reshape(b, v, -1).mean(axis=1)
+            xs.append(f[mask])
+            ys.append(np.asarray(batch["label"])[mask])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    for modality in ("video", "audio"):
+        (train_x, train_y), (test_x, test_y) = (
+            features(modality, split) for split in (saved.eval.train_split, saved.eval.test_split)
+        )
+        assert (len(train_y), len(test_y)) == (48, 24)
+        scaler = StandardScaler().fit(train_x)
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(train_x), train_y)
+        top1 = 100.0 * np.mean(clf.predict(scaler.transform(test_x)) == test_y)
+        # One clip (4.2 points) of slack: float32 against float64 feature sums may move a
+        # prediction that sits on a decision boundary.
+        assert abs(top1 - trained[modality]) <= 100.0 / 24 + 1e-6, (modality, top1, trained)

@@ -32,6 +32,35 @@ def test_two_seeds_give_two_different_views_and_one_seed_the_same():
     np.testing.assert_array_equal(view1, again)
 
 
+def test_crop_boxes_stay_in_the_scale_and_aspect_ranges_and_span_them():
+    """Each view's box, read off the view itself: the frame's red and green channels hold each
+    pixel's x and y, so a view's extreme values are its box's edges (to a pixel). Spec §7's
+    RandomResizedCrop: area 0.14-1 of the frame, width / height 3/4-4/3."""
+    from data_pipeline import augment
+
+    h, w = 120, 160
+    ys, xs = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+    frame = np.stack([xs, ys, np.zeros_like(xs)], -1).astype(np.float32)[None]
+    config = dataclasses.replace(CONFIG, crop_size=32)
+    areas, ratios = [], []
+    for seed in range(200):
+        view = augment.random_resized_crop(frame, tf.constant([seed, 3]), config).numpy()[0]
+        # Bilinear with half-pixel centres: the outer samples sit within a pixel of the edges.
+        box_w = (view[..., 0].max() - view[..., 0].min()) * w + 1
+        box_h = (view[..., 1].max() - view[..., 1].min()) * h + 1
+        areas.append(box_w * box_h / (w * h))
+        ratios.append(box_w / box_h)
+    areas, ratios = np.array(areas), np.array(ratios)
+    assert areas.min() > 0.14 * 0.93 and areas.max() <= 1.0 + 1e-6, (areas.min(), areas.max())
+    assert ratios.min() > 0.75 * 0.96 and ratios.max() < (4 / 3) * 1.04, (
+        ratios.min(),
+        ratios.max(),
+    )
+    # The ranges are used, not a corner of them.
+    assert areas.min() < 0.3 and areas.max() > 0.8, (areas.min(), areas.max())
+    assert ratios.min() < 0.85 and ratios.max() > 1.2
+
+
 def test_identity_settings_only_crop_resize_and_normalise():
     identity = AugmentConfig(
         crop_size=30,

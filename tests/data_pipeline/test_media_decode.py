@@ -220,3 +220,82 @@ def test_audio_sample_0_is_heard_at_the_time_of_video_frame_0(
     onset = np.flatnonzero(np.abs(audio) > 0.1 * 32768)[0] / 24_000
     # AAC's priming and frame granularity: a few ms. The sign of the shift is 0.5 s.
     assert abs(onset - (burst_at - video_start)) < 0.02, onset
+
+
+def _encode(path, frames, codec, *, fps=30, container_format=None, options=None, bad=()):
+    """Video only, with PyAV: `frames` through `codec`; the packets of the frames in `bad`
+    replaced by garbage bytes at the same timestamps (undecodable, as damaged packets are)."""
+    with av.open(path, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.options = options or {}
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = index, fractions.Fraction(1, fps)
+            for packet in stream.encode(frame):
+                if index in bad:
+                    garbage = av.Packet(b"\x00not a jpeg" * 40)
+                    garbage.pts, garbage.dts = packet.pts, packet.dts
+                    garbage.time_base, garbage.stream = packet.time_base, stream
+                    packet = garbage
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("bad_packets", [3, 10, 11])
+def test_up_to_ten_undecodable_packets_cost_their_frames_and_more_skip_the_file(
+    tmp_path, bad_packets
+):
+    """Motion JPEG (each packet one picture): packets 10, 11, … replaced by garbage. Ten or fewer
+    cost only their pictures, the frame before stays on screen in their place; more mean a
+    damaged file, skipped with its reason."""
+    frames = media_files.numbered_frames(40)
+    bad = set(range(10, 10 + bad_packets))
+    path = _encode(str(tmp_path / "damaged.avi"), frames, "mjpeg", bad=bad)
+    settings = dataclasses.replace(SETTINGS, audio="none")
+    if bad_packets > 10:
+        with pytest.raises(MediaSkipped) as skipped:
+            decode_media(path, settings)
+        assert skipped.value.reason == "truncated_or_corrupt"
+        assert f"{bad_packets} undecodable packets" in str(skipped.value)
+        return
+    media = decode_media(path, settings)
+    shown = [media_files.frame_number(level) for level in _levels(media.jpeg_frames)]
+    assert shown == [k if k not in bad else 9 for k in range(40)], shown
+
+
+def test_a_raw_h264_stream_without_timestamps_keeps_its_frames_in_order(tmp_path):
+    """An elementary H.264 stream has no container timestamps: PyAV decodes its frames with
+    `time` None. Each is placed one frame after the one before, at the decode rate."""
+    path = _encode(
+        str(tmp_path / "camera.h264"),
+        media_files.numbered_frames(36),
+        "libx264",
+        container_format="h264",
+        options={"preset": "ultrafast"},
+    )
+    with av.open(path) as container:
+        assert all(frame.time is None for frame in container.decode(video=0))
+    media = decode_media(path, dataclasses.replace(SETTINGS, audio="none"))
+    shown = [media_files.frame_number(level) for level in _levels(media.jpeg_frames)]
+    assert shown == list(range(36)), shown
+
+
+def test_b_frames_stored_out_of_order_are_shown_in_order(tmp_path):
+    """H.264 with B-frames: the packets come in decode order (a frame's future reference first),
+    the frames in presentation order; the stored frames follow presentation time."""
+    path = _encode(
+        str(tmp_path / "bframes.mp4"),
+        media_files.numbered_frames(36),
+        "libx264",
+        options={"preset": "medium", "bf": "3", "crf": "18"},
+    )
+    with av.open(path) as container:
+        pts = [packet.pts for packet in container.demux(video=0) if packet.pts is not None]
+    assert pts != sorted(pts)  # really stored out of order
+    media = decode_media(path, dataclasses.replace(SETTINGS, audio="none"))
+    shown = [media_files.frame_number(level) for level in _levels(media.jpeg_frames)]
+    assert shown == list(range(36)), shown

@@ -68,6 +68,7 @@ def test_two_seconds_of_audio_give_a_257_by_199_spectrogram(digits_dir, tiny_con
     assert batch["audio"].shape == (2, 257, 199, 1) and config.spectrogram_frames == 199
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_batches_and_another_seed_others(digits_dir, tiny_config):
     def first_batches(seed):
         return _batches(

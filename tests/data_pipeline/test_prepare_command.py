@@ -59,6 +59,7 @@ def test_av_digits_is_generated_without_a_manual_dir(fresh, tmp_path):
     assert os.listdir(cwd) == []
 
 
+@pytest.mark.slow
 def test_a_manual_dir_without_the_datasets_files_is_one_line_with_status_2(fresh, tmp_path):
     home, cwd = fresh
     (tmp_path / "empty").mkdir()
@@ -86,6 +87,7 @@ def test_decode_workers_default_to_the_cores_this_process_may_use(monkeypatch):
     assert prepare._default_workers() == 3
 
 
+@pytest.mark.slow
 def test_a_download_without_any_usable_file_stops_and_a_partial_one_is_prepared(fresh, tmp_path):
     """Nothing downloaded yet: one line, status 2, every listed file in skipped_files.tsv. Train
     downloaded, validation not: exit 0 and validation left out, which training asked for names in

@@ -12,6 +12,7 @@ from tests.evaluate.conftest import tiny_digits_name
 from tests.evaluate.test_heatmap import tiny_workdir
 
 
+@pytest.mark.slow
 def test_no_model_and_a_missing_workdir_are_one_line_with_exit_2(tmp_path):
     home, cwd = newcomer_dirs(tmp_path)
     config = os.path.join(ROOT, "configs/eval/finetune_hmdb51.py")
@@ -42,6 +43,7 @@ def test_no_model_and_a_missing_workdir_are_one_line_with_exit_2(tmp_path):
     assert not list(cwd.iterdir())  # nothing written where it ran
 
 
+@pytest.mark.slow
 def test_a_missing_init_file_and_weights_of_another_architecture_are_one_line(tmp_path):
     torch = pytest.importorskip("torch")
     home, cwd = newcomer_dirs(tmp_path)

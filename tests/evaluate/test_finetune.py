@@ -394,6 +394,7 @@ def test_finetuning_end_to_end_writes_results_and_a_killed_run_resumes_the_same_
     assert again["epochs"] == details["epochs"]
 
 
+@pytest.mark.slow
 def test_an_update_that_makes_the_state_non_finite_stops_the_fold_before_any_save(
     digits_dir, tmp_path, monkeypatch
 ):

@@ -421,6 +421,7 @@ def test_transformer_pooling_from_a_file_is_refused_unless_a_fresh_one_is_accept
     )
 
 
+@pytest.mark.slow
 def test_the_evaluation_command_refuses_transformer_pooling_from_an_official_file(tmp_path):
     home, cwd = newcomer_dirs(tmp_path)
     # The refusal comes before the architecture is checked or a weight read: a tiny network
