@@ -180,8 +180,9 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run):
     # measured on this CPU: 48/24 clips, 12 steps: 12.5 (seed 0; 37.5 on the CPU where an
     # earlier 12.5-point margin was set, which then failed here); 96/48 clips, 48 steps: -2.1 to
     # 25.0 over 3 seeds (head dropout 0.3), 0.0 to 16.7 over 4 seeds (dropout 0); 192/96 clips,
-    # 144 steps: 1.0 and 5.2 (2 seeds). The margin is the full demo's (configs/demo.py: +44
-    # to +57 / +23 to +31 over 3 seeds × 1 or 2 devices, docs/demo.md), which CI cannot afford.
+    # 144 steps: 1.0 and 5.2 (2 seeds). The margin is the full demo's (configs/demo.py: +32
+    # to +51 / +21 to +29 over 3 seeds and a second device count, docs/demo.md), which CI cannot
+    # afford.
     assert table["trained"] != table["random init"], table
     assert max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))) == 12
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))  # TensorBoard
