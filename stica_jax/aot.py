@@ -65,6 +65,10 @@ def topology_devices(topology: str, chips_per_host: str | None = None) -> list[j
         kwargs["chip_config_name"] = "megacore"
     if chips_per_host:
         kwargs["chips_per_host_bounds"] = parse_chips_per_host(chips_per_host)
+    # libtpu takes /tmp/libtpu_lockfile for the process that owns a machine's TPU chips; a
+    # compile-only topology owns none, so a check must not stop at the lock of a second check or
+    # of a training run on the same machine (ABORTED: "... libtpu multi-process lockfile").
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         with _libtpu_start_up_unprinted():
             description = topologies.get_topology_desc(

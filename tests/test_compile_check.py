@@ -3,6 +3,7 @@ not there (libtpu, installed by the test extra, needs no TPU), and what it repor
 
 import json
 import math
+import os
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ from stica_jax import cli, tpu_chips
 from stica_jax.models.stica import build_model
 from stica_jax.shapes import train_batch_shapes
 from tests import tiny_runs
-from tests.command_line import newcomer_dirs, run_fresh
+from tests.command_line import ROOT, newcomer_dirs, run_fresh
 
 # XLA's least optimisation effort, for run time and for fitting memory (JAX's
 # `jax_exec_time_optimization_effort` / `jax_memory_fitting_effort`, both -1): XLA:TPU compiles
@@ -89,6 +90,35 @@ def test_the_chips_carry_the_numbers_of_their_architecture_pages():
     assert got == want
     assert tpu_chips.parse_topology("v5p:2x2x4") == ("v5p", (2, 2, 4))
     assert tpu_chips.parse_chips_per_host("1x2") == (1, 2, 1)
+
+
+def test_two_checks_at_once_do_not_fight_over_libtpus_lock(tmp_path):
+    """libtpu's lockfile is for the process that owns the TPU chips; a compile-only topology
+    owns none. One process holds the devices of a slice while a second one asks for them (the
+    two compile-check tests of CI once ran at the same time this way, and the second stopped at
+    the lock)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from stica_jax import aot; d = aot.topology_devices('v5e:2x2'); "
+        "print(len(d), flush=True); sys.stdin.read()"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("ALLOW_MULTIPLE_LIBTPU_LOAD", None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "4"  # it holds libtpu now
+        second = subprocess.run(
+            [sys.executable, "-c", script], input="", capture_output=True, text=True,
+            env=env, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+        assert second.returncode == 0 and second.stdout.strip() == "4", second.stderr[-2000:]
+    finally:
+        holder.communicate(input="", timeout=60)
 
 
 @pytest.mark.slow
