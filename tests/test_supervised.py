@@ -14,7 +14,7 @@ from stica_jax import restore, step, train
 from stica_jax.losses import classification_loss
 from stica_jax.models import VideoClassifier, build_train_model
 from tests.test_step import _rel
-from tests.tiny import random_supervised_batch, split_in, tiny_supervised_config
+from tests.tiny import eval_outputs, random_supervised_batch, split_in, tiny_supervised_config
 
 GLOBAL_BATCH = 8
 
@@ -171,27 +171,10 @@ def test_tiny_supervised_run_learns_evaluates_and_restores_a_classifier(supervis
     # The reported top-1, recomputed from the restored classifier (spec §10: each test video's
     # logits averaged over its clips × crops, then the argmax), in NumPy: the evaluation's own
     # gathering and accuracy code is not used.
-    from data_pipeline import pipeline
-    from stica_jax.evaluate.probe import eval_input_config
-
-    batches = pipeline.make_dataset(
-        eval_input_config(saved),
-        "video_eval",
-        split=saved.eval.test_split,
-        data_dir=saved.data_dir,
-        batch_size_per_host=8,
-        process_index=0,
-        process_count=1,
-    )
     model.eval()
     forward = nnx.jit(lambda model, video: model(video))
-    correct = seen = 0
-    for batch in batches:
-        video, mask = np.asarray(batch["video"]), np.asarray(batch["mask"])
-        b, v = video.shape[:2]
-        logits = np.asarray(forward(model, jnp.asarray(video.reshape((b * v,) + video.shape[2:]))))
-        predicted = logits.reshape(b, v, -1).mean(axis=1).argmax(-1)
-        correct += int(np.sum((predicted == np.asarray(batch["label"])) & mask))
-        seen += int(mask.sum())
-    assert seen == 24  # AV-digits' tiny test split, each video once
-    np.testing.assert_allclose(top1, 100.0 * correct / seen, atol=1e-4)
+    logits, labels = eval_outputs(
+        saved, "video", saved.eval.test_split, lambda x: forward(model, x)
+    )
+    assert len(labels) == 24  # AV-digits' tiny test split, each video once
+    np.testing.assert_allclose(top1, 100.0 * np.mean(logits.argmax(-1) == labels), atol=1e-4)

@@ -190,13 +190,11 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run):
     # example's feature is its backbone's last map averaged over time and space (float64 here),
     # then over the example's views; scikit-learn's logistic regression (L2, C = 1) on features
     # standardised with the training split's statistics scores it.
-    import jax.numpy as jnp
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from data_pipeline import pipeline
     from stica_jax import restore
-    from stica_jax.evaluate.probe import eval_input_config
+    from tests.tiny import eval_outputs
 
     saved, model, step_ = restore.restore_model(workdir)
     assert step_ == 12
@@ -207,24 +205,8 @@ def test_demo_in_reduced_form_trains_and_reports_the_probe_table(demo_run):
     }
 
     def features(modality, split):
-        xs, ys = [], []
-        for batch in pipeline.make_dataset(
-            eval_input_config(saved),
-            f"{modality}_eval",
-            split=split,
-            data_dir=saved.data_dir,
-            batch_size_per_host=8,
-            process_index=0,
-            process_count=1,
-        ):
-            x, mask = np.asarray(batch[modality]), np.asarray(batch["mask"])
-            b, v = x.shape[:2]
-            fmap = maps[modality](model, jnp.asarray(x.reshape((b * v,) + x.shape[2:])))
-            fmap = np.asarray(fmap, np.float64)
-            f = fmap.mean(axis=tuple(range(1, fmap.ndim - 1))).reshape(b, v, -1).mean(axis=1)
-            xs.append(f[mask])
-            ys.append(np.asarray(batch["label"])[mask])
-        return np.concatenate(xs), np.concatenate(ys)
+        fmaps, labels = eval_outputs(saved, modality, split, lambda x: maps[modality](model, x))
+        return fmaps.mean(axis=tuple(range(1, fmaps.ndim - 1))), labels
 
     for modality in ("video", "audio"):
         (train_x, train_y), (test_x, test_y) = (

@@ -90,3 +90,31 @@ def random_supervised_batch(config, batch_size: int, seed: int = 0) -> dict[str,
         "label": np.arange(batch_size, dtype=np.int32) % config.supervised.num_classes,
         "index": batch["index"],
     }
+
+
+def eval_outputs(config, modality: str, split: str, fn) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over `split` of `config.eval`'s dataset as the evaluation reads it (clips ×
+    crops, or audio sub-clips: V views per example): `fn` maps the views `[B·V, …]` to
+    `[B·V, …]`, averaged here over each example's views in float64. (outputs `[N, …]`, labels
+    `[N]`) of the real rows (mask True), for tests that recompute a reported accuracy."""
+    import jax.numpy as jnp
+
+    from data_pipeline import pipeline
+    from stica_jax.evaluate.probe import eval_input_config
+
+    outputs, labels = [], []
+    for batch in pipeline.make_dataset(
+        eval_input_config(config),
+        f"{modality}_eval",
+        split=split,
+        data_dir=config.data_dir,
+        batch_size_per_host=8,
+        process_index=0,
+        process_count=1,
+    ):
+        x, mask = np.asarray(batch[modality]), np.asarray(batch["mask"])
+        b, v = x.shape[:2]
+        y = np.asarray(fn(jnp.asarray(x.reshape((b * v,) + x.shape[2:]))), np.float64)
+        outputs.append(y.reshape((b, v) + y.shape[1:]).mean(axis=1)[mask])
+        labels.append(np.asarray(batch["label"])[mask])
+    return np.concatenate(outputs), np.concatenate(labels)
