@@ -42,18 +42,21 @@ def run_fresh(
     home: str,
     cwd: str,
     timeout: float = 600,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess:
     """`python *args` with `HOME=home`, no `$TFDS_DATA_DIR`, in `cwd`; output captured as text.
 
-    The rest of the environment is the test's, updated with `env`; the repository goes first on
-    PYTHONPATH (an installed checkout does not need it, a test run from another tree does).
+    The rest of the environment is the test's, updated with `env` (a value of None removes the
+    variable); the repository goes first on PYTHONPATH (an installed checkout does not need it,
+    a test run from another tree does).
     `preexec_fn` runs in the child before Python starts (e.g. to set a resource limit).
     """
     extra = env or {}
     env = {k: v for k, v in os.environ.items() if k != "TFDS_DATA_DIR"}
-    env.update(extra)
+    env.update({k: v for k, v in extra.items() if v is not None})
+    for k in [k for k, v in extra.items() if v is None]:
+        env.pop(k, None)
     env["HOME"] = home
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(

@@ -117,7 +117,7 @@ MUTANTS = [
         "            pass",
         "per-device BatchNorm statistics leave the step unaveraged",
         (
-            "tests/test_layer_options.py::test_one_pass_step_is_device_count_invariant_and_per_device_bn_runs",
+            "tests/test_layer_options.py::test_the_step_lowers_with_one_pass_statistics_and_with_per_device_statistics",
         ),
     ),
     Mutant(

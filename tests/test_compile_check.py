@@ -1,9 +1,12 @@
 """`python -m stica_jax.compile_check`: the train step compiled by XLA:TPU for a slice that is
 not there (libtpu, installed by the test extra, needs no TPU), and what it reports."""
 
+import contextlib
 import json
 import math
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -92,14 +95,14 @@ def test_the_chips_carry_the_numbers_of_their_architecture_pages():
     assert tpu_chips.parse_chips_per_host("1x2") == (1, 2, 1)
 
 
-def test_two_checks_at_once_do_not_fight_over_libtpus_lock(tmp_path):
-    """libtpu's lockfile is for the process that owns the TPU chips; a compile-only topology
-    owns none. One process holds the devices of a slice while a second one asks for them (the
-    two compile-check tests of CI once ran at the same time this way, and the second stopped at
-    the lock)."""
-    import subprocess
-    import sys
+@contextlib.contextmanager
+def _libtpu_held():
+    """A process that holds libtpu (the devices of a v5e:2x2 slice, compile-only) meanwhile.
 
+    libtpu's lockfile is for the process that owns the TPU chips; a compile-only topology owns
+    none. The two compile-check tests of CI once ran at the same time and the second stopped at
+    the lock (`aot.topology_devices` now sets ALLOW_MULTIPLE_LIBTPU_LOAD; the holder is
+    started without it, as a user's other process would be)."""
     script = (
         "import sys; from stica_jax import aot; d = aot.topology_devices('v5e:2x2'); "
         "print(len(d), flush=True); sys.stdin.read()"
@@ -112,11 +115,7 @@ def test_two_checks_at_once_do_not_fight_over_libtpus_lock(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "4"  # it holds libtpu now
-        second = subprocess.run(
-            [sys.executable, "-c", script], input="", capture_output=True, text=True,
-            env=env, cwd=ROOT, timeout=300,
-        )  # fmt: skip
-        assert second.returncode == 0 and second.stdout.strip() == "4", second.stderr[-2000:]
+        yield
     finally:
         holder.communicate(input="", timeout=60)
 
@@ -182,16 +181,19 @@ def test_the_tiny_step_compiles_for_a_two_host_tpu_slice(tmp_path):
 def test_a_step_that_does_not_fit_a_chip_is_one_line_with_status_2(tmp_path):
     """8192 clips per chip of the tiny demo: the input alone is ~3.6 GiB a chip, its
     activations far more than a v5e chip's 16 GiB; XLA:TPU refuses the program. (Without
-    feature crops and with average pooling: XLA:TPU refuses it in half the time.)"""
-    result = _compile_check(
-        tmp_path,
-        f"--config={tiny_runs.CONFIG}",
-        "--topology=v5e:2x2",
-        "--batch_per_device=8192",
-        "--config.crops.enabled=False",
-        "--config.model.pooling=avg",
-        env=LEAST_EFFORT,
-    )
+    feature crops and with average pooling: XLA:TPU refuses it in half the time.)
+
+    Another process holds libtpu meanwhile (`_libtpu_held`): the check still gets its slice."""
+    with _libtpu_held():
+        result = _compile_check(
+            tmp_path,
+            f"--config={tiny_runs.CONFIG}",
+            "--topology=v5e:2x2",
+            "--batch_per_device=8192",
+            "--config.crops.enabled=False",
+            "--config.model.pooling=avg",
+            env={**LEAST_EFFORT, "ALLOW_MULTIPLE_LIBTPU_LOAD": None},
+        )
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.splitlines()
     assert len(lines) == 1, lines

@@ -29,6 +29,7 @@ def _run(dtype: str, num_devices: int):
         graphdef,
         step.LossConfig.from_config(config.loss),
         step.make_mesh(jax.devices()[:num_devices]),
+        sum_grads_once=config.performance.sum_grads_once,  # configs/sota.py's: one psum a weight
     )
     loss, aux, grads, new_stats = jax.device_get(grad_fn(params, stats, batch, jax.random.key(0)))
     return loss, aux, jax.tree.leaves(grads), jax.tree.leaves(new_stats)
@@ -44,9 +45,10 @@ def _rel(a: list, b: list) -> float:
 def test_loss_grads_and_batchnorm_are_device_count_invariant():
     """float64: 8 devices equal 1 to rounding (float32 would hide a bug under its own rounding).
 
-    float32 across devices is checked elsewhere, each against its own single-device run:
-    tests/test_layer_options.py (4 devices, one gradient sum), tests/test_multihost_training.py
-    (two hosts of two devices), and benchmarks/grad_precision.py measures both against float64."""
+    float32 across devices is checked elsewhere: tests/test_multihost_training.py (two hosts of
+    two devices against one process of four), tests/test_layer_options.py (the gradient sum of
+    8 devices against an exact float64 sum), and benchmarks/grad_precision.py measures both
+    kinds of sum against float64."""
     with jax.enable_x64(True):
         (l1, aux1, g1, s1), (l8, aux8, g8, s8) = _run("float64", 1), _run("float64", 8)
     assert jax.devices()[0].platform == "cpu" and len(jax.devices()) >= 8
