@@ -36,14 +36,15 @@ def main(argv: list[str]) -> None:
     baseline = _CONFIG.value
     if baseline is None or _WORKDIR.value is None:
         raise app.UsageError("--config and --workdir are required")
-    # Late: a usage error is reported before JAX and the trainer load; and before anything
-    # imports TensorFlow (train does, through its libraries), the GPUs are hidden from it.
+    # Late: a usage error is reported before JAX loads, and a plan that cannot run before
+    # TensorFlow and the trainer do (`ablation` imports neither); before anything imports
+    # TensorFlow (the trainer does, through its libraries), the GPUs are hidden from it.
     import jax
 
-    from data_pipeline import tensorflow_cpu  # noqa: F401
     from stica_jax import ablation
 
     configs = ablation.plan(baseline, _VARIANTS.value, _SEEDS.value)
+    from data_pipeline import tensorflow_cpu  # noqa: F401
     if jax.config.jax_compilation_cache_dir is None:
         # The seeds of a variant compile the same programs: compile them once.
         jax.config.update("jax_compilation_cache_dir", os.path.join(_WORKDIR.value, "jax_cache"))

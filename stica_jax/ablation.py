@@ -25,6 +25,8 @@ import ml_collections
 import numpy as np
 
 from data_pipeline.errors import UserError
+from stica_jax import config_checks
+from stica_jax.errors import ConfigError
 
 
 class AblationError(UserError, ValueError):
@@ -189,21 +191,19 @@ def format_table(
 def plan(
     baseline: ml_collections.ConfigDict, names: list[str] | None, seeds: int
 ) -> dict[str, ml_collections.ConfigDict]:
-    """The configs to train (`"baseline"` first), each checked by `train.validate_config`.
+    """The configs to train (`"baseline"` first), each checked by `config_checks.validate_config`.
 
     Raises AblationError naming the variant for anything that cannot run, before any training.
     """
-    from stica_jax import train  # Late: TensorFlow (see `run_one`).
-
     if seeds < 1:
         raise AblationError(f"--seeds={seeds} must be at least 1")
     configs = variant_configs(baseline, default_variants(baseline) if names is None else names)
     for name, config in configs.items():
         try:
-            train.validate_config(
+            config_checks.validate_config(
                 config, num_devices=jax.device_count(), num_processes=jax.process_count()
             )
-        except train.ConfigError as e:
+        except ConfigError as e:
             raise AblationError(f"{name}: {e}") from None
     return configs
 

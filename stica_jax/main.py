@@ -38,6 +38,15 @@ def main(argv):
     from stica_jax import distributed
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    # A value that cannot run stops here, before TensorFlow and the trainer load (seconds
+    # sooner); `train.train_and_evaluate` checks it again for callers of the library.
+    from stica_jax import config_checks
+
+    config_checks.validate_config(
+        _CONFIG.value.copy_and_resolve_references(),
+        num_devices=jax.device_count(),
+        num_processes=jax.process_count(),
+    )
     from data_pipeline import tensorflow_cpu  # noqa: F401 - hides GPUs from TensorFlow first.
 
     # Late: train loads TensorFlow (clu, tf.data): after `cli.run` quieted the console and

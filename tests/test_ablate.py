@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import demo, sota
-from stica_jax import ablation, train
+from stica_jax import ablation, config_checks
 from tests import tiny_runs
 from tests.command_line import newcomer_dirs, run_fresh
 
@@ -39,7 +39,7 @@ def test_long_clips_double_the_clip_and_its_map_and_still_run():
     base = demo.get_config()
     configs = ablation.plan(base, ["long_clips"], seeds=1)
     long = configs["long_clips"]
-    assert train.video_map_shape(base)[0] * 2 == train.video_map_shape(long)[0] == 4
+    assert config_checks.video_map_shape(base)[0] * 2 == config_checks.video_map_shape(long)[0] == 4
     assert (long.input.num_frames, long.input.audio_seconds) == (32, 2.0)
     assert long.crops.time_large == 2 * base.crops.time_large
     assert ablation.changes(base, long) == (

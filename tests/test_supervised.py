@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stica_jax import restore, step, train
+from stica_jax import config_checks, restore, step, train
 from stica_jax.losses import classification_loss
 from stica_jax.models import VideoClassifier, build_train_model
 from tests.test_step import _rel
@@ -58,7 +58,7 @@ def test_supervised_config_errors_are_one_clear_line(change, message):
     config = supervised_k400_crops.get_config()
     change(config)
     with pytest.raises(train.ConfigError, match=message) as e:
-        train.validate_config(config, num_devices=8, num_processes=1)
+        config_checks.validate_config(config, num_devices=8, num_processes=1)
     assert "\n" not in str(e.value)
 
 

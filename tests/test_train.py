@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from stica_jax import data, step as step_lib, train
+from stica_jax import config_checks, data, step as step_lib, train
 from stica_jax.shapes import train_batch_shapes
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
@@ -42,7 +42,7 @@ def test_every_config_loads_validates_and_traces():
     }
     for path in CONFIG_FILES:
         config = load_config(path)
-        train.validate_config(config, num_devices=8, num_processes=1)
+        config_checks.validate_config(config, num_devices=8, num_processes=1)
         model, optimizer, state = train.create_train_state(config, abstract=True)
         mesh = step_lib.make_mesh()
         train_step = step_lib.make_train_step(
@@ -119,7 +119,7 @@ def test_config_errors_are_one_clear_line(change, message):
     config = sota.get_config()
     change(config)
     with pytest.raises(train.ConfigError, match=message) as e:
-        train.validate_config(config, num_devices=8, num_processes=1)
+        config_checks.validate_config(config, num_devices=8, num_processes=1)
     assert "\n" not in str(e.value)
 
 

@@ -284,6 +284,17 @@ def test_weights_of_another_architecture_are_one_line(official_checkpoint):
     assert "\n" not in str(error.value)
 
 
+def test_a_state_dict_of_neither_tower_is_one_line(tmp_path):
+    """An image ResNet-50's keys: neither torchvision's r2plus1d_18 nor the official audio
+    ResNet-9 (the command's exit status for it: tests/evaluate/test_evaluate_command.py)."""
+    torch = pytest.importorskip("torch")
+    path = str(tmp_path / "resnet50.pth")
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 4)}, path)
+    with pytest.raises(init_lib.InitError, match="neither an r2plus1d_18 nor a ResNet-9") as error:
+        init_lib.load_pretrained(torch_config(path))
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "init,message",
     [
