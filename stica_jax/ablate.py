@@ -45,6 +45,7 @@ def main(argv: list[str]) -> None:
 
     configs = ablation.plan(baseline, _VARIANTS.value, _SEEDS.value)
     from data_pipeline import tensorflow_cpu  # noqa: F401
+
     if jax.config.jax_compilation_cache_dir is None:
         # The seeds of a variant compile the same programs: compile them once.
         jax.config.update("jax_compilation_cache_dir", os.path.join(_WORKDIR.value, "jax_cache"))
