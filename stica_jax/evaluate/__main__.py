@@ -32,6 +32,10 @@ def main(argv):
     from stica_jax import distributed
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    # A config without exactly one model stops here, before torch and TensorFlow load.
+    from stica_jax.evaluate import init
+
+    init.init_kind(_CONFIG.value.init)
     if _CONFIG.value.init.get("torch"):
         try:  # a PyTorch file may need torch, which must come before TensorFlow (triton)
             import torch  # noqa: F401
